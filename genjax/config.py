@@ -1,0 +1,185 @@
+"""Config schema, defaults and validation.
+
+Every recipe under `configs/` starts from one of the defaults here and overrides
+fields; nothing else may be added. `validate` checks a config against the schema of
+its task before any JAX work, so a misspelt key or a bad value fails in
+milliseconds with a message naming the field and the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+import ml_collections
+
+from genjax import losses
+from genjax.errors import ConfigError
+
+GAN_LOSSES = tuple(losses.GAN_LOSSES)
+CONV_IMPLS = ("phase", "lax")
+DTYPES = ("float32", "bfloat16")
+TASKS = ("gan",)
+
+
+def gan_defaults() -> ml_collections.ConfigDict:
+    """Defaults of the unconditional GAN task (DCGAN architecture)."""
+    c = ml_collections.ConfigDict()
+    c.task = "gan"  # Which task in genjax.tasks trains this config.
+    c.seed = 0  # Seeds parameters, noise, dropout and the data order.
+    c.num_train_steps = 3000  # Generator updates in the whole run.
+    c.batch_size = 64  # Global batch, split evenly over all local devices.
+    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
+    c.log_every_steps = 100  # Console and TensorBoard scalars.
+    c.sample_every_steps = 500  # Fixed-noise sample grid under <workdir>/samples/.
+    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
+    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.num_sample_images = 100  # Images in each sample grid (a square number reads best).
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
+    c.dataset.split = "train"  # TFDS split to train on.
+    c.dataset.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+
+    c.model = ml_collections.ConfigDict()
+    c.model.latent_dim = 64  # Size of the generator's noise vector z.
+    c.model.g_width = 32  # Channels of the generator's last hidden layer (doubling inwards).
+    c.model.d_width = 32  # Channels of the discriminator's first layer (doubling inwards).
+    c.model.d_dropout = 0.0  # Dropout rate after each discriminator block (training only).
+    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    c.loss = "non_saturating"  # One of genjax.config.GAN_LOSSES.
+    c.d_steps_per_g_step = 1  # Discriminator updates before each generator update.
+    c.g_learning_rate = 2e-4  # Adam learning rate of the generator.
+    c.d_learning_rate = 2e-4  # Adam learning rate of the discriminator.
+    c.adam_b1 = 0.5  # Adam beta1 (0.5 as in DCGAN).
+    c.adam_b2 = 0.999  # Adam beta2.
+    c.ema_decay = 0.999  # EMA of the generator's weights; samples come from the EMA copy.
+    return c
+
+
+_DEFAULTS = {"gan": gan_defaults}
+
+# Fields whose change makes an existing checkpoint unusable (different shapes).
+SHAPE_FIELDS = ("task", "image_size", "model.latent_dim", "model.g_width", "model.d_width")
+
+
+def defaults_for(task: str) -> ml_collections.ConfigDict:
+    if task not in _DEFAULTS:
+        raise ConfigError(
+            f"config.task={task!r} is not a genjax task. Valid choices: {', '.join(TASKS)}. "
+            "Start your config from one of the files under configs/."
+        )
+    return _DEFAULTS[task]()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """`{'model.g_width': 32, ...}`: every leaf field under its dotted name."""
+    return _flatten(config.to_dict() if hasattr(config, "to_dict") else config)
+
+
+def _check_keys_and_types(config: ml_collections.ConfigDict, schema: dict[str, Any]) -> None:
+    given = flatten(config)
+    for name, value in given.items():
+        if name not in schema:
+            close = difflib.get_close_matches(name, list(schema), n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"Unknown config field {name!r}.{hint} A {config.task!r} config has the fields: "
+                f"{', '.join(sorted(schema))}. Fix the name in your config file or override."
+            )
+        expected = schema[name]
+        ok = isinstance(value, type(expected)) and not (
+            isinstance(value, bool) and not isinstance(expected, bool))
+        if isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(
+                f"Config field {name!r} must be a {type(expected).__name__} (like {expected!r}), "
+                f"got {value!r} of type {type(value).__name__}."
+            )
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+    """Raises ConfigError naming the first bad field; touches neither JAX nor the disk."""
+    if "task" not in config:
+        raise ConfigError("The config has no 'task' field; start from a file under configs/.")
+    schema = flatten(defaults_for(config.task))
+    _check_keys_and_types(config, schema)
+    c = config
+    for name in ("num_train_steps", "batch_size", "log_every_steps", "sample_every_steps",
+                 "checkpoint_every_steps", "keep_checkpoints", "num_sample_images",
+                 "d_steps_per_g_step", "model.latent_dim", "model.g_width", "model.d_width"):
+        value = schema_value(c, name)
+        _require(value > 0, f"Config field {name!r} must be a positive integer, got {value}.")
+    _require(
+        c.image_size in (8, 16, 32, 64, 128),
+        f"Config field 'image_size' must be a power of two from 8 to 128 "
+        f"(8, 16, 32, 64, 128), got {c.image_size}.",
+    )
+    _require(c.loss in GAN_LOSSES,
+             f"Config field 'loss' is {c.loss!r}; valid choices: {', '.join(GAN_LOSSES)}.")
+    _require(c.model.conv_impl in CONV_IMPLS,
+             f"Config field 'model.conv_impl' is {c.model.conv_impl!r}; valid choices: "
+             f"{', '.join(CONV_IMPLS)}.")
+    _require(c.model.dtype in DTYPES,
+             f"Config field 'model.dtype' is {c.model.dtype!r}; valid choices: {', '.join(DTYPES)}.")
+    _require(0.0 <= c.model.d_dropout < 1.0,
+             f"Config field 'model.d_dropout' must be in [0, 1), got {c.model.d_dropout}.")
+    _require(0.0 <= c.ema_decay < 1.0,
+             f"Config field 'ema_decay' must be in [0, 1), got {c.ema_decay}.")
+    for name in ("g_learning_rate", "d_learning_rate"):
+        _require(schema_value(c, name) > 0, f"Config field {name!r} must be positive.")
+    _require(bool(c.dataset.name), "Config field 'dataset.name' must name a TFDS dataset.")
+    if num_devices is not None:
+        _require(
+            c.batch_size % num_devices == 0,
+            f"Config field 'batch_size' ({c.batch_size}) must be divisible by the number of "
+            f"local devices ({num_devices}); use a multiple of {num_devices}, e.g. "
+            f"{max(num_devices, c.batch_size // num_devices * num_devices)}.",
+        )
+
+
+def schema_value(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """Rebuilds a config saved by `to_json` (the workdir's config.json), validated."""
+    config = ml_collections.ConfigDict(json.loads(text))
+    validate(config)
+    return config
+
+
+def shape_differences(old: ml_collections.ConfigDict,
+                      new: ml_collections.ConfigDict) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between two configs in a way that changes array shapes."""
+    a, b = flatten(old), flatten(new)
+    fields = list(SHAPE_FIELDS)
+    fields += [k for k in ("dataset.name",) if k in a or k in b]
+    return {k: (a.get(k), b.get(k)) for k in fields if a.get(k) != b.get(k)}
