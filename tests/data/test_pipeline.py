@@ -224,10 +224,23 @@ def test_bad_batch_layouts_are_clear_errors(digits_dir, overrides, match):
         _pipeline(digits_dir, **overrides)
 
 
-@pytest.mark.parametrize("in_size, out_size", [(8, 16), (8, 32), (28, 16), (178, 64)])
-def test_resize_matches_pil_bilinear(in_size, out_size):
-    image = np.random.default_rng(0).integers(0, 256, (in_size, in_size)).astype(np.uint8)
-    ours = pipeline_lib._resize_square(image[None, :, :, None], out_size)[0, :, :, 0]
-    pil = Image.fromarray(image.astype(np.float32), mode="F").resize(
-        (out_size, out_size), Image.BILINEAR)
-    np.testing.assert_allclose(ours, np.asarray(pil), atol=1e-3)
+def test_resized_images_are_pil_bilinear_of_the_records(digits_dir):
+    batch = next(_pipeline(digits_dir, image_size=20, shuffle=False, global_batch_size=16))
+    source = dataset_source("digits", "train", digits_dir)
+    for i in [0, 7, 15]:
+        pil = Image.fromarray(source[i]["image"][..., 0]).resize((20, 20), Image.BILINEAR)
+        np.testing.assert_allclose(batch["image"][0, i, ..., 0], np.asarray(pil) / 127.5 - 1,
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(30, 40, 1), (40, 30, 2), (30, 40, 3), (40, 30, 4)])
+def test_preprocess_crops_the_centre_and_keeps_channels(shape):
+    image = np.zeros(shape, np.uint8)
+    long_axis = int(np.argmax(shape[:2]))
+    centre = [slice(None)] * 3
+    centre[long_axis] = slice(5, 35)
+    image[tuple(centre)] = 255  # only the centred 30x30 square is white
+    resized, label = pipeline_lib._preprocess(
+        {"image": image}, image_key="image", label_key=None, image_size=12)
+    assert resized.shape == (12, 12, shape[-1]) and resized.dtype == np.uint8 and label == 0
+    assert (resized == 255).all()
