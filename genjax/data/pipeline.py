@@ -25,6 +25,7 @@ from etils import epath
 from PIL import Image
 
 from genjax.data import digits as digits_lib
+from genjax.errors import GenjaxError
 
 # One background thread prefetches whole batches while the training step runs. Batches are
 # computed by index, so thread scheduling never changes their order or content. More threads
@@ -34,7 +35,7 @@ DEFAULT_NUM_THREADS = 1
 DEFAULT_PREFETCH_BATCHES = 8  # grain's default buffer (500 elements) is 500 *batches* here.
 
 
-class DatasetNotAvailableError(RuntimeError):
+class DatasetNotAvailableError(GenjaxError, RuntimeError):
     """The dataset is unknown to TFDS or not prepared (in array_record format) locally."""
 
 

@@ -1,0 +1,67 @@
+"""State pytrees and the one player update every task uses.
+
+A state holds arrays only; models, optimisers and config are bound statically with
+`functools.partial`. A player is what one optimiser trains: parameters, BatchNorm
+statistics and the optimiser's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from genjax import parallel
+
+
+@flax.struct.dataclass
+class Player:
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+@flax.struct.dataclass
+class GANState:
+    step: jnp.ndarray  # int32: completed iterations (one generator update each).
+    key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
+    generator: Player
+    discriminator: Player
+    ema: Any  # {'params', 'batch_stats'}: exponential moving average of the generator.
+    skipped: jnp.ndarray  # int32: updates skipped because a loss or gradient was not finite.
+    nonfinite_streak: jnp.ndarray  # int32: consecutive iterations with a skipped update.
+
+
+def init_player(variables: dict, tx: optax.GradientTransformation) -> Player:
+    params = variables["params"]
+    return Player(params, variables.get("batch_stats", {}), tx.init(params))
+
+
+def tree_all_finite(tree: Any) -> jnp.ndarray:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
+
+
+def update_player(
+    player: Player,
+    tx: optax.GradientTransformation,
+    loss_fn: Callable[[Any], tuple[jnp.ndarray, tuple[Any, dict]]],
+) -> tuple[Player, jnp.ndarray, dict, jnp.ndarray]:
+    """One explicit optax transition of one player.
+
+    `loss_fn(params) -> (loss, (new_batch_stats, aux_metrics))` is differentiated with
+    respect to this player's parameters only. Gradients and the loss are averaged over
+    the device axis, so every device applies the same update. If the loss or any
+    gradient is not finite, the player is returned unchanged and `finite` is False.
+    """
+    (loss, (batch_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
+    loss, grads = parallel.pmean((loss, grads))
+    updates, opt_state = tx.update(grads, player.opt_state, player.params)
+    params = optax.apply_updates(player.params, updates)
+    finite = jnp.isfinite(loss) & tree_all_finite(grads)
+    updated = Player(params, batch_stats, opt_state)
+    player = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, player)
+    return player, loss, aux, finite

@@ -1,0 +1,181 @@
+"""The unconditional GAN task: a two-player min-max game, trained alternately.
+
+One iteration = `d_steps_per_g_step` discriminator updates on real and generated
+images, then one generator update with the discriminator held fixed (its parameters
+and BatchNorm statistics untouched). Each update is an explicit optax transition
+(`state.update_player`). The generator's EMA is updated after each generator step
+and is what `sample` draws from.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from genjax import losses, parallel
+from genjax.models.dcgan import Discriminator, Generator
+from genjax.state import GANState, Player, init_player, update_player
+from genjax.tasks import Task
+
+# Purposes of the per-step key, folded in so that each draw has its own stream.
+_NOISE, _DROPOUT = 0, 1
+
+
+def build_models(config: ml_collections.ConfigDict, channels: int):
+    dtype = jnp.dtype(config.model.dtype)
+    generator = Generator(image_size=config.image_size, channels=channels,
+                          width=config.model.g_width, conv_impl=config.model.conv_impl,
+                          bn_axis_name=parallel.AXIS, dtype=dtype)
+    discriminator = Discriminator(image_size=config.image_size, width=config.model.d_width,
+                                  dropout=config.model.d_dropout,
+                                  conv_impl=config.model.conv_impl,
+                                  bn_axis_name=parallel.AXIS, dtype=dtype)
+    return generator, discriminator
+
+
+def build_optimizers(config: ml_collections.ConfigDict):
+    g_tx = optax.adam(config.g_learning_rate, b1=config.adam_b1, b2=config.adam_b2)
+    d_tx = optax.adam(config.d_learning_rate, b1=config.adam_b1, b2=config.adam_b2)
+    return g_tx, d_tx
+
+
+def init(seed: int, *, generator, discriminator, g_tx, d_tx, latent_dim: int,
+         channels: int) -> GANState:
+    g_key, d_key, train_key = jax.random.split(jax.random.key(seed), 3)
+    size = generator.image_size
+    # train=False: BatchNorm creates its statistics without needing the device axis.
+    g_vars = generator.init(g_key, jnp.zeros((2, latent_dim)), train=False)
+    d_vars = discriminator.init(d_key, jnp.zeros((2, size, size, channels)), train=False)
+    g_player = init_player(g_vars, g_tx)
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        key=jax.random.key_data(train_key),
+        generator=g_player,
+        discriminator=init_player(d_vars, d_tx),
+        ema={"params": g_player.params, "batch_stats": g_player.batch_stats},
+        skipped=jnp.zeros((), jnp.int32),
+        nonfinite_streak=jnp.zeros((), jnp.int32),
+    )
+
+
+def _variables(player: Player) -> dict:
+    return {"params": player.params, "batch_stats": player.batch_stats}
+
+
+def discriminator_step(state: GANState, real: jnp.ndarray, key: jax.Array, *,
+                       generator, discriminator, d_tx, loss: losses.GANLoss,
+                       latent_dim: int):
+    z = parallel.global_normal(jax.random.fold_in(key, _NOISE), (real.shape[0], latent_dim))
+    # The generator runs in training mode (batch statistics), as in the generator step,
+    # but its updated statistics are discarded: this step changes the discriminator only.
+    fake, _ = generator.apply(_variables(state.generator), z, train=True,
+                              mutable=["batch_stats"])
+    fake = jax.lax.stop_gradient(fake)
+    real_key, fake_key = jax.random.split(parallel.device_key(jax.random.fold_in(key, _DROPOUT)))
+
+    def loss_fn(params):
+        stats = state.discriminator.batch_stats
+        real_logits, upd = discriminator.apply({"params": params, "batch_stats": stats}, real,
+                                               train=True, mutable=["batch_stats"],
+                                               rngs={"dropout": real_key})
+        fake_logits, upd = discriminator.apply({"params": params, **upd}, fake, train=True,
+                                               mutable=["batch_stats"],
+                                               rngs={"dropout": fake_key})
+        total, on_real, on_fake = loss.discriminator(real_logits, fake_logits)
+        aux = {"d/loss_real": on_real, "d/loss_fake": on_fake,
+               "d/real_prob": jnp.mean(jax.nn.sigmoid(real_logits)),
+               "d/fake_prob": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        return total, (upd["batch_stats"], aux)
+
+    player, d_loss, aux, finite = update_player(state.discriminator, d_tx, loss_fn)
+    return state.replace(discriminator=player), {"d/loss": d_loss, **aux}, finite
+
+
+def generator_step(state: GANState, key: jax.Array, per_device_batch: int, *,
+                   generator, discriminator, g_tx, loss: losses.GANLoss, latent_dim: int,
+                   ema_decay: float):
+    z = parallel.global_normal(jax.random.fold_in(key, _NOISE), (per_device_batch, latent_dim))
+    dropout_key = parallel.device_key(jax.random.fold_in(key, _DROPOUT))
+    d_vars = _variables(state.discriminator)
+
+    def loss_fn(params):
+        fake, upd = generator.apply({"params": params, "batch_stats": state.generator.batch_stats},
+                                    z, train=True, mutable=["batch_stats"])
+        # The discriminator judges in training mode; its statistics' update is dropped
+        # and its parameters are constants here, so only the generator is differentiated.
+        logits, _ = discriminator.apply(d_vars, fake, train=True, mutable=["batch_stats"],
+                                        rngs={"dropout": dropout_key})
+        return loss.generator(logits), (upd["batch_stats"], {
+            "g/fake_prob": jnp.mean(jax.nn.sigmoid(logits))})
+
+    player, g_loss, aux, finite = update_player(state.generator, g_tx, loss_fn)
+    # Warm-up of the decay (as in tf.train.ExponentialMovingAverage's num_updates) so that
+    # early samples are not dominated by the random initialisation.
+    step = state.step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    ema = optax.incremental_update(_variables(player), state.ema, step_size=1.0 - decay)
+    ema = jax.tree.map(lambda new, old: jnp.where(finite, new, old), ema, state.ema)
+    return state.replace(generator=player, ema=ema), {"g/loss": g_loss, **aux}, finite
+
+
+def train_step(state: GANState, batch: dict, *, d_steps: int, **kw) -> tuple[GANState, dict]:
+    """One iteration of the game on this device's share of the global batch."""
+    real = batch["image"]
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+    d_kw = {k: kw[k] for k in ("generator", "discriminator", "d_tx", "loss", "latent_dim")}
+    all_finite = jnp.array(True)
+    for i in range(d_steps):
+        state, d_metrics, finite = discriminator_step(
+            state, real, jax.random.fold_in(step_key, i), **d_kw)
+        all_finite &= finite
+    g_kw = {k: kw[k] for k in ("generator", "discriminator", "g_tx", "loss", "latent_dim",
+                               "ema_decay")}
+    state, g_metrics, finite = generator_step(
+        state, jax.random.fold_in(step_key, d_steps), real.shape[0], **g_kw)
+    all_finite &= finite
+    skipped = (~all_finite).astype(jnp.int32)
+    state = state.replace(step=state.step + 1, skipped=state.skipped + skipped,
+                          nonfinite_streak=(state.nonfinite_streak + 1) * skipped)
+    metrics = parallel.pmean({**d_metrics, **g_metrics})
+    metrics["train/skipped_updates"] = state.skipped
+    metrics["train/nonfinite_streak"] = state.nonfinite_streak
+    return state, metrics
+
+
+def sample(state: GANState, key: jax.Array, num: int, *, generator, latent_dim: int,
+           chunk: int = 256) -> jnp.ndarray:
+    """`num` images from the EMA generator in evaluation mode (running BatchNorm averages).
+
+    The noise is drawn at once from `key`, so the result depends on (key, num) only and
+    not on the chunking; each image depends on its own noise vector only.
+    """
+    z = jax.random.normal(key, (num, latent_dim))
+    apply = _generate(generator)
+    pieces = [apply(state.ema, z[i:i + chunk]) for i in range(0, num, chunk)]
+    return jnp.concatenate(pieces) if pieces else jnp.zeros((0,))
+
+
+@functools.cache
+def _generate(generator):
+    return jax.jit(lambda variables, z: generator.apply(variables, z, train=False))
+
+
+def make(config: ml_collections.ConfigDict, meta) -> Task:
+    channels = meta.image_shape[-1]
+    generator, discriminator = build_models(config, channels)
+    g_tx, d_tx = build_optimizers(config)
+    latent_dim = config.model.latent_dim
+    return Task(
+        init=functools.partial(init, generator=generator, discriminator=discriminator,
+                               g_tx=g_tx, d_tx=d_tx, latent_dim=latent_dim, channels=channels),
+        train_step=functools.partial(
+            train_step, d_steps=config.d_steps_per_g_step, generator=generator,
+            discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, loss=losses.get(config.loss),
+            latent_dim=latent_dim, ema_decay=config.ema_decay),
+        sample=functools.partial(sample, generator=generator, latent_dim=latent_dim),
+    )

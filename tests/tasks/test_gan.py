@@ -1,0 +1,139 @@
+import functools
+from types import SimpleNamespace
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from genjax import config as config_lib
+from genjax import parallel, tasks
+from genjax.tasks import gan
+
+META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
+
+
+def tiny_config(**overrides):
+    c = ml_collections.ConfigDict(config_lib.gan_defaults().to_dict())
+    c.image_size, c.batch_size = 8, 16
+    c.model.latent_dim, c.model.g_width, c.model.d_width = 8, 4, 4
+    for k, v in overrides.items():
+        section, _, leaf = k.rpartition(".")
+        (c[section] if section else c)[leaf] = v
+    config_lib.validate(c)
+    return c
+
+
+def batches(n, global_batch=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.uniform(-1, 1, (global_batch, 8, 8, 1)).astype(np.float32),
+             "label": rng.integers(0, 10, (global_batch,)).astype(np.int32)} for _ in range(n)]
+
+
+def run(fn, state, global_batches, num_devices):
+    """Runs fn(state, batch) under pmap on `num_devices` devices; returns the host state."""
+    devices = jax.local_devices()[:num_devices]
+    p_fn = jax.pmap(fn, axis_name=parallel.AXIS, devices=devices)
+    s = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
+    metrics = None
+    for b in global_batches:
+        sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), b)
+        s, metrics = p_fn(s, sharded)
+    return jax.tree.map(lambda x: np.asarray(x[0]), s), metrics
+
+
+def _differs(a, b):
+    return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_train_step_moves_both_players_and_ema():
+    task = tasks.make(tiny_config(), META)
+    s0 = task.init(0)
+    s1, metrics = run(task.train_step, s0, batches(1), 1)
+    assert int(s1.step) == 1
+    assert _differs(s0.generator.params, s1.generator.params)
+    assert _differs(s0.discriminator.params, s1.discriminator.params)
+    assert _differs(s0.ema["params"], s1.ema["params"])
+    for name in ("d/loss", "g/loss", "d/real_prob", "d/fake_prob"):
+        assert np.isfinite(metrics[name][0])
+
+
+def _bound(fn, config):
+    """A gan step function with the task's static pieces bound, as `gan.make` does."""
+    generator, discriminator = gan.build_models(config, 1)
+    g_tx, d_tx = gan.build_optimizers(config)
+    kw = dict(generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
+              loss=gan.losses.get(config.loss), latent_dim=config.model.latent_dim,
+              ema_decay=config.ema_decay)
+    names = fn.__code__.co_varnames[fn.__code__.co_argcount:fn.__code__.co_argcount
+                                    + fn.__code__.co_kwonlyargcount]
+    return functools.partial(fn, **{k: kw[k] for k in names if k in kw})
+
+
+def test_generator_step_leaves_discriminator_untouched_and_vice_versa():
+    config = tiny_config(**{"model.d_dropout": 0.3})
+    task = tasks.make(config, META)
+    s0 = task.init(0)
+    key = jax.random.key(1)
+
+    g_step = _bound(gan.generator_step, config)
+    s_g, _ = run(lambda s, b: g_step(s, key, b["image"].shape[0])[:2], s0, batches(1), 2)
+    chex.assert_trees_all_equal(s_g.discriminator, s0.discriminator)
+    assert _differs(s0.generator.params, s_g.generator.params)
+    assert _differs(s0.generator.batch_stats, s_g.generator.batch_stats)
+
+    d_step = _bound(gan.discriminator_step, config)
+    s_d, _ = run(lambda s, b: d_step(s, b["image"], key)[:2], s0, batches(1), 2)
+    chex.assert_trees_all_equal(s_d.generator, s0.generator)
+    chex.assert_trees_all_equal(s_d.ema, s0.ema)
+    assert _differs(s0.discriminator.params, s_d.discriminator.params)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+def test_eight_devices_match_one_device(loss):
+    """BatchNorm statistics, gradients and noise are global: 8 x 2 behaves as 1 x 16."""
+    task = tasks.make(tiny_config(loss=loss), META)
+    s0 = task.init(0)
+    one, m1 = run(task.train_step, s0, batches(3), 1)
+    eight, m8 = run(task.train_step, s0, batches(3), 8)
+    chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
+    np.testing.assert_allclose(m1["g/loss"][0], m8["g/loss"][0], rtol=1e-4)
+
+
+def test_step_compiles_once():
+    """The loop's own path (replicate, shard, pmap with donation) traces the step once."""
+    task = tasks.make(tiny_config(), META)
+    step = parallel.pmap(chex.assert_max_traces(lambda s, b: task.train_step(s, b), n=1))
+    state = parallel.replicate(task.init(0))
+    for b in batches(3):
+        state, _ = step(state, parallel.shard(jax.tree.map(lambda x: x.reshape(8, -1, *x.shape[1:]), b)))
+    assert int(parallel.unreplicate(state).step) == 3
+
+
+def test_nonfinite_batch_skips_update_and_counts():
+    task = tasks.make(tiny_config(), META)
+    s0 = task.init(0)
+    bad = batches(1)[0]
+    bad["image"][0, 0, 0, 0] = np.nan
+    s1, metrics = run(task.train_step, s0, [bad], 2)
+    chex.assert_trees_all_equal(s1.discriminator, s0.discriminator)
+    assert int(s1.skipped) == 1 and int(s1.nonfinite_streak) == 1
+    assert int(metrics["train/skipped_updates"][0]) == 1
+    for leaf in jax.tree.leaves(s1):
+        assert np.all(np.isfinite(leaf)) if np.issubdtype(np.asarray(leaf).dtype, np.floating) else True
+    s2, _ = run(task.train_step, s1, batches(1), 2)
+    assert int(s2.nonfinite_streak) == 0 and int(s2.skipped) == 1
+
+
+def test_sample_is_deterministic_and_in_range():
+    task = tasks.make(tiny_config(), META)
+    state = task.init(0)
+    a = task.sample(state, jax.random.key(3), 5)
+    b = task.sample(state, jax.random.key(3), 5)
+    assert a.shape == (5, 8, 8, 1)
+    np.testing.assert_array_equal(a, b)
+    # Chunking does not change the images: each depends on its own noise only.
+    c = gan.sample(state, jax.random.key(3), 5, generator=gan.build_models(tiny_config(), 1)[0],
+                   latent_dim=8, chunk=2)
+    np.testing.assert_allclose(a, c, atol=1e-6)
