@@ -9,7 +9,7 @@ resumes from the newest checkpoint in the workdir.
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 import genjax
@@ -21,9 +21,26 @@ flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.
 flags.mark_flags_as_required(["config"])
 
 
+def parse_flags(argv):
+    """absl's parser, with config-override mistakes reported as one clean paragraph."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\nPass --helpfull to list the flags.", file=sys.stderr)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # ml_collections raises these for an override of a field the config lacks
+        # ("Did you mean ...") or a value of the wrong type.
+        message = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'").split())
+        print(f"error: bad --config override: {message}. Every field is listed in the config "
+              "file and in genjax/config.py; fix the name or the value.", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax and TFDS are chatty at INFO
     config_name = Path(config_flags.get_config_filename(FLAGS["config"])).stem
     workdir = FLAGS.workdir or str(Path("runs") / config_name)
     try:
@@ -34,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -52,7 +52,7 @@ def sample_from_workdir(workdir, num: int, seed: int = 0, step: int | None = Non
 
 
 def main(argv=None) -> None:
-    from absl import app, flags
+    from absl import app, flags, logging
 
     flags.DEFINE_string("workdir", None, "The run's workdir (as given to train.py).")
     flags.DEFINE_integer("num", 64, "How many images.")
@@ -63,6 +63,7 @@ def main(argv=None) -> None:
     FLAGS = flags.FLAGS
 
     def run(_):
+        logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
         try:
             images = sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step)
         except GenjaxError as e:

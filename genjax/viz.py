@@ -50,3 +50,21 @@ def save_png(path, image: np.ndarray) -> Path:
     image = np.asarray(image)
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
     return path
+
+
+def slerp(z0, z1, num: int) -> np.ndarray:
+    """`num` codes on the great circle from z0 to z1 (endpoints included), the usual
+    path through a Gaussian latent space: it keeps the codes' norms typical."""
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    t = np.linspace(0.0, 1.0, num)[:, None]
+    cos = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return ((1 - t) * z0 + t * z1).astype(np.float32)
+    return ((np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(
+        np.float32)
+
+
+def latent_walk(key_points, steps: int) -> np.ndarray:
+    """Codes walking through each consecutive pair of `key_points` [K, D]: [(K-1)*steps, D]."""
+    return np.concatenate([slerp(a, b, steps) for a, b in zip(key_points[:-1], key_points[1:])])

@@ -147,17 +147,20 @@ def train_step(state: GANState, batch: dict, *, d_steps: int, **kw) -> tuple[GAN
     return state, metrics
 
 
+def generate(state: GANState, z: jnp.ndarray, *, generator, chunk: int = 256) -> jnp.ndarray:
+    """Images of the latent codes `z` from the EMA generator in evaluation mode (running
+    BatchNorm averages), so each image depends on its own code only."""
+    apply = _generate(generator)
+    pieces = [apply(state.ema, z[i:i + chunk]) for i in range(0, z.shape[0], chunk)]
+    return jnp.concatenate(pieces)
+
+
 def sample(state: GANState, key: jax.Array, num: int, *, generator, latent_dim: int,
            chunk: int = 256) -> jnp.ndarray:
-    """`num` images from the EMA generator in evaluation mode (running BatchNorm averages).
-
-    The noise is drawn at once from `key`, so the result depends on (key, num) only and
-    not on the chunking; each image depends on its own noise vector only.
-    """
+    """`num` images; the noise is drawn at once from `key`, so the result depends on
+    (key, num) only and not on the chunking."""
     z = jax.random.normal(key, (num, latent_dim))
-    apply = _generate(generator)
-    pieces = [apply(state.ema, z[i:i + chunk]) for i in range(0, num, chunk)]
-    return jnp.concatenate(pieces) if pieces else jnp.zeros((0,))
+    return generate(state, z, generator=generator, chunk=chunk)
 
 
 @functools.cache
@@ -178,4 +181,6 @@ def make(config: ml_collections.ConfigDict, meta) -> Task:
             discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, loss=losses.get(config.loss),
             latent_dim=latent_dim, ema_decay=config.ema_decay),
         sample=functools.partial(sample, generator=generator, latent_dim=latent_dim),
+        generate=functools.partial(generate, generator=generator),
+        latent_dim=latent_dim,
     )
