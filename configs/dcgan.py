@@ -1,13 +1,18 @@
-"""DCGAN on the embedded 8x8 handwritten digits (scikit-learn's 1,797 real digits),
-upsampled to 16x16.
+"""DCGAN on the embedded handwritten digits (scikit-learn's 1,797 real 8x8 digits,
+1,500 for training), upsampled to 16x16.
 
     python train.py --config=configs/dcgan.py
 
-Runs in about TIME on 2 CPU cores. The final grid (runs/dcgan/samples/step_003000.png)
-shows recognisable digits of every class. For MNIST at 32x32 (prepare it first, see
-README):
+Takes about 1.5 minutes on 2 CPU cores (6,000 iterations at about 65 per second).
+The last grid, runs/dcgan/samples/step_006000.png, shows digits of every class, as
+blurry as the 2x-upsampled 8x8 originals. With 1,500 training images the discriminator
+overfits easily; dropout in it and a learning rate 4x below the generator's keep the
+game going.
 
-    python train.py --config=configs/dcgan.py --config.dataset.name=mnist --config.image_size=32
+Real datasets (prepare them first, see the README), e.g. MNIST at 32x32:
+
+    python train.py --config=configs/dcgan.py --config.dataset.name=mnist \
+        --config.image_size=32 --config.d_learning_rate=2e-4 --config.num_train_steps=20000
 
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
@@ -19,6 +24,14 @@ def get_config():
     config = gan_defaults()
     config.dataset.name = "digits"
     config.image_size = 16
-    config.num_train_steps = 3000
+    config.num_train_steps = 6000
     config.batch_size = 64
+    config.log_every_steps = 200
+    config.sample_every_steps = 1000
+    config.checkpoint_every_steps = 1000
+    config.model.g_width = 64
+    config.model.d_width = 32
+    config.model.d_dropout = 0.3
+    config.g_learning_rate = 2e-4
+    config.d_learning_rate = 5e-5
     return config
