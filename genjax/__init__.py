@@ -1,10 +1,12 @@
 """genjax: deep generative models of images as pure JAX/Flax functions."""
 
-from genjax.errors import CheckpointError, ConfigError, GenjaxError
+from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
+                           CorruptCheckpointError, GenjaxError, NonFiniteError, Preempted)
 from genjax.loop import train_and_evaluate
 
 __all__ = ["train_and_evaluate", "sample_from_workdir", "load_run", "GenjaxError", "ConfigError",
-           "CheckpointError"]
+           "CheckpointError", "CorruptCheckpointError", "CheckpointSaveError", "NonFiniteError",
+           "Preempted"]
 
 
 def __getattr__(name):

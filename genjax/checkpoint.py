@@ -1,15 +1,25 @@
 """Checkpoints: the train state, the input pipeline's position and run metadata, saved
-together by orbax (atomically: a step folder exists only once its save committed).
+together by orbax (atomically: a step folder exists only once its save committed;
+an unfinished save stays a `<step>.orbax-checkpoint-tmp*` folder, which the next
+writable `Checkpoints` removes).
 
 State is saved as a plain nested dict of arrays (`flax.serialization.to_state_dict`)
-and restored only into an explicit target built from the current config, with every
-leaf's shape and dtype checked, so a checkpoint can never silently change a model.
+and restored only into an explicit target built from the current config. The saved
+shapes and dtypes are compared with the target's before any array is read, so a
+checkpoint can never silently change a model. Two kinds of failure are kept apart:
+`CheckpointError` (this checkpoint does not fit this config: nothing is wrong with it)
+and `CorruptCheckpointError` (this step cannot be read back: the loop may move it aside
+and fall back to an older one). Non-finite values are never written.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import platform
+import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +28,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from genjax.errors import CheckpointError
+from genjax.errors import (CheckpointError, CheckpointSaveError, CorruptCheckpointError,
+                           NonFiniteError)
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain",
               "tensorflow-datasets", "numpy")
@@ -38,6 +49,36 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+class _FailedReadNoise(logging.Filter):
+    """Drops asyncio's 'Task exception was never retrieved' for tensorstore read errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (str(record.msg).startswith("Task exception was never retrieved")
+                    and isinstance(error, ValueError) and "OCDBT" in str(error))
+
+
+def _silence_failed_read_noise() -> None:
+    """When one array of a step fails to read, orbax abandons its event loop while
+    tensorstore still completes the step's other reads. Their callbacks then print
+    RuntimeError('Event loop is closed') tracebacks (as unraisable exceptions), and the
+    abandoned reads' own errors may be logged as 'Task exception was never retrieved'.
+    The failure itself is raised and reported, so these tracebacks are only noise: this
+    drops exactly them (process-wide, once) and passes everything else on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_genjax_filter", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook._genjax_filter = True
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_FailedReadNoise())
+
+
 def _state_tree(state: Any) -> dict:
     return flax.serialization.to_state_dict(state)
 
@@ -50,8 +91,14 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
             cleanup_tmp_directories=not read_only, enable_async_checkpointing=True)
+        # Handlers registered up front, so that a step's metadata (saved shapes) can be
+        # read before, and without, restoring its arrays.
+        handlers = {"state": ocp.StandardCheckpointHandler(),
+                    "data": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "data", "meta"))
+                                             item_handlers=handlers)
+        self._in_flight: int | None = None  # step of the asynchronous save not yet waited on
+        self._failed = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -59,53 +106,150 @@ class Checkpoints:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
+    def committed_steps(self) -> list[int]:
+        """The finished step folders on disk (read afresh, not from orbax's cache)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir()
+                      if p.name.isdigit() and p.is_dir())
+
     def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
-        """Starts an asynchronous save of host (numpy) arrays; `wait` blocks on it."""
+        """Starts an asynchronous save of host (numpy) arrays; `wait` blocks on it.
+
+        Raises NonFiniteError (and writes nothing) if any value is NaN or infinite, and
+        CheckpointSaveError if this save, or the previous one still in flight, fails.
+        """
         tree = _state_tree(jax.device_get(state))
+        bad = _nonfinite_leaves(tree)
+        if bad:
+            raise NonFiniteError(
+                f"Refusing to write checkpoint step {step}: the state holds non-finite values "
+                f"in {', '.join(bad[:5])}. The checkpoints already in {self.directory} are "
+                "untouched; lower the learning rates or check the input data, then resume.")
+        self.wait()  # a failure of the previous save is reported under its own step
         meta = {**meta, "step": int(step), "versions": library_versions()}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree),
-            data=ocp.args.JsonSave(data_state),
-            meta=ocp.args.JsonSave(meta)), force=True)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree),
+                data=ocp.args.JsonSave(data_state),
+                meta=ocp.args.JsonSave(meta)), force=True)
+        except Exception as e:  # OSError, or tensorstore's ValueError wrapping one
+            raise self._save_error(step, e) from e
+        self._in_flight = step
+
+    def wait(self) -> None:
+        """Blocks until the save in flight is committed; raises CheckpointSaveError if not."""
+        step, self._in_flight = self._in_flight, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise self._save_error(step, e) from e
+
+    def _save_error(self, step: int | None, error: Exception) -> CheckpointSaveError:
+        self._failed = True
+        intact = self.committed_steps()
+        resume = (f"run the same command again to resume from step {intact[-1]}" if intact
+                  else "run the same command again to start afresh")
+        return CheckpointSaveError(
+            f"Saving checkpoint step {step} in {self.directory} failed: "
+            f"{type(error).__name__}: {error}. Training stopped. The earlier checkpoints "
+            f"(steps {intact or 'none'}) are intact; the unfinished save is removed on the "
+            f"next start. Free disk space or make the directory writable, then {resume}.")
 
     def restore(self, step: int, target: Any) -> tuple[Any, dict, dict]:
-        """Restores `step` into the structure of `target` (arrays or ShapeDtypeStructs)."""
+        """Restores `step` into the structure of `target` (arrays or ShapeDtypeStructs).
+
+        Raises CheckpointError if the saved shapes differ from the target's (the fields
+        are named), CorruptCheckpointError if the step cannot be read back.
+        """
         target_tree = _state_tree(target)
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target_tree)
+        _check_shapes(abstract, self._saved_shapes(step), step)
+        _silence_failed_read_noise()
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract),
                 data=ocp.args.JsonRestore(),
                 meta=ocp.args.JsonRestore()))
         except Exception as e:  # orbax raises many types; all mean "this step is unusable".
-            raise CheckpointError(
-                f"Could not restore checkpoint step {step} in {self.directory}: "
-                f"{type(e).__name__}: {e}") from e
+            raise self._corrupt(step, f"{type(e).__name__}: {e}") from e
         _check_shapes(abstract, restored.state, step)
-        state = flax.serialization.from_state_dict(target, jax.device_get(restored.state))
+        values = jax.device_get(restored.state)
+        bad = _nonfinite_leaves(values)
+        if bad:  # genjax never writes these, so the files were damaged afterwards
+            raise self._corrupt(step, f"non-finite values in {', '.join(bad[:5])}")
+        state = flax.serialization.from_state_dict(target, values)
         return state, restored.data, restored.meta
+
+    def _saved_shapes(self, step: int) -> dict:
+        """Shapes and dtypes of the saved state, read from the step's metadata only."""
+        try:
+            metadata = self.manager.item_metadata(step).state
+        except Exception as e:
+            raise self._corrupt(step, f"{type(e).__name__}: {e}") from e
+        if metadata is None:  # orbax warns and returns None when state/_METADATA is gone
+            raise self._corrupt(step, "the state's metadata file (state/_METADATA) is "
+                                "missing or unreadable")
+        tree = getattr(metadata, "tree", metadata)
+        return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), np.dtype(m.dtype)),
+                            tree, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+
+    def _corrupt(self, step: int, reason: str) -> CorruptCheckpointError:
+        error = CorruptCheckpointError(
+            f"Checkpoint step {step} in {self.directory} cannot be read back: {reason}")
+        error.reason = reason
+        return error
+
+    def move_aside(self, step: int, destination) -> Path:
+        """Moves step `step` to `destination/<step>-<timestamp>` (never deletes it)."""
+        destination = Path(destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target, n = destination / f"{step}-{stamp}", 1
+        while target.exists():
+            target, n = destination / f"{step}-{stamp}-{n}", n + 1
+        shutil.move(str(self.directory / str(step)), str(target))
+        # Orbax caches the step list; without a reload it would count the moved step
+        # towards max_to_keep and could delete a good one to make room.
+        self.manager.reload()
+        return target
 
     def metadata(self, step: int) -> dict:
         """The run metadata saved with `step` (task, dataset, library versions)."""
         return self.manager.restore(
             step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
-        self.manager.close()
+        """Waits for the save in flight, then releases orbax's threads."""
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                if not self._failed:  # else the failure was reported already
+                    raise
+
+
+def _nonfinite_leaves(tree: Any) -> list[str]:
+    """Names of the floating-point leaves that hold a NaN or an infinity."""
+    return [jax.tree_util.keystr(path) for path, x in jax.tree_util.tree_leaves_with_path(tree)
+            if np.issubdtype(np.asarray(x).dtype, np.inexact) and not np.all(np.isfinite(x))]
 
 
 def _check_shapes(expected: dict, got: dict, step: int) -> None:
     exp = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(expected)}
     act = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(got)}
-    problems = [f"{k}: missing" for k in exp if k not in act]
-    problems += [f"{k}: checkpoint {np.shape(act[k])} {act[k].dtype} vs model {v.shape} {v.dtype}"
+    problems = [f"{k}: missing from the checkpoint" for k in exp if k not in act]
+    problems += [f"{k}: in the checkpoint but not in the model" for k in act if k not in exp]
+    problems += [f"{k}: checkpoint {np.shape(act[k])} {np.dtype(act[k].dtype)} vs model "
+                 f"{v.shape} {np.dtype(v.dtype)}"
                  for k, v in exp.items()
                  if k in act and (np.shape(act[k]) != v.shape or act[k].dtype != v.dtype)]
     if problems:
         raise CheckpointError(
-            f"Checkpoint step {step} does not fit the model built from this config: "
-            + "; ".join(problems[:10])
-            + ". Use the config the run was started with, or a new --workdir.")
+            f"Checkpoint step {step} does not fit the model built from this config "
+            f"({len(problems)} field(s) differ): " + "; ".join(problems[:10])
+            + ". Use the config the run was started with, or a new --workdir; the "
+            "checkpoint was left untouched.")
