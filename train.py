@@ -4,8 +4,14 @@
 
 `--workdir` defaults to runs/<config file name>. Running the same command again
 resumes from the newest checkpoint in the workdir.
+
+Exit status: 0 when training finished; 2 for a problem to fix (the message says what);
+128 + the signal number (143 for SIGTERM, 130 for SIGINT) when a signal stopped the run
+after saving a checkpoint, so a scheduler can requeue it.
 """
 
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import genjax
+from genjax import config as config_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -26,7 +33,8 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        print(f"error: {e}\nPass --helpfull to list the flags.", file=sys.stderr)
+        print(f"error: {e}{_expected_type(str(e))}\nPass --helpfull to list the flags.",
+              file=sys.stderr)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         # ml_collections raises these for an override of a field the config lacks
         # ("Did you mean ...") or a value of the wrong type.
@@ -34,6 +42,20 @@ def parse_flags(argv):
         print(f"error: bad --config override: {message}. Every field is listed in the config "
               "file and in genjax/config.py; fix the name or the value.", file=sys.stderr)
     sys.exit(2)
+
+
+def _expected_type(message: str) -> str:
+    """'. Config field X must be a T (like V)' for a --config.X value that did not parse."""
+    match = re.search(r"--config\.([\w.]+)=", message)
+    if not match:
+        return ""
+    schemas = [config_lib.flatten(config_lib.defaults_for(task)) for task in config_lib.TASKS]
+    expected = next((s[match.group(1)] for s in schemas if match.group(1) in s), None)
+    if expected is None:
+        return ""
+    kind = type(expected).__name__
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f". Config field {match.group(1)!r} must be {article} {kind} (like {expected!r})"
 
 
 def main(argv):
@@ -45,6 +67,11 @@ def main(argv):
     workdir = FLAGS.workdir or str(Path("runs") / config_name)
     try:
         genjax.train_and_evaluate(FLAGS.config, workdir)
+    except genjax.Preempted as e:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the checkpoint is committed: a
+            signal.signal(signum, signal.SIG_IGN)      # further signal changes nothing
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
     except genjax.GenjaxError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

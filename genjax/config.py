@@ -35,6 +35,7 @@ def gan_defaults() -> ml_collections.ConfigDict:
     c.sample_every_steps = 500  # Fixed-noise sample grid under <workdir>/samples/.
     c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
     c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
     c.num_sample_images = 100  # Images in each sample grid (a square number reads best).
 
     c.dataset = ml_collections.ConfigDict()
@@ -126,7 +127,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _check_keys_and_types(config, schema)
     c = config
     for name in ("num_train_steps", "batch_size", "log_every_steps", "sample_every_steps",
-                 "checkpoint_every_steps", "keep_checkpoints", "num_sample_images",
+                 "checkpoint_every_steps", "keep_checkpoints", "max_nonfinite_steps",
+                 "num_sample_images",
                  "d_steps_per_g_step", "model.latent_dim", "model.g_width", "model.d_width"):
         value = schema_value(c, name)
         _require(value > 0, f"Config field {name!r} must be a positive integer, got {value}.")

@@ -4,6 +4,24 @@
 batches from the input pipeline to the `pmap`ped step, and every so often logs
 scalars, writes a fixed-noise sample grid and saves a checkpoint (train state + the
 pipeline's position), so that running it again resumes exactly where it stopped.
+
+What it does when things go wrong (the tests in tests/test_reliability.py prove each):
+- A bad config, an unknown or unprepared dataset, or a workdir whose checkpoints have
+  other shapes fail before anything is written.
+- Restoring takes the newest checkpoint that reads back. Newer ones that do not are
+  moved to `<workdir>/checkpoints_corrupt/<step>-<time>` with a warning, never deleted;
+  if none reads back, it stops and changes nothing (it never silently starts afresh).
+- Updates with a non-finite loss or gradient are skipped inside the step and counted.
+  The pmapped step also carries the first step at which the streak of skipped updates
+  reached `max_nonfinite_steps`, so no streak goes unseen between checks, yet the host
+  reads it only where it synchronises anyway: at log steps and before each save. So a
+  diverged run stops at most min(log_every_steps, checkpoint_every_steps) steps after
+  the streak reached the limit, without a host round trip per step, and it never
+  writes a checkpoint after that point (nor one holding a NaN: `Checkpoints.save`
+  refuses those).
+- SIGTERM/SIGINT stop at the next step boundary after a committed checkpoint
+  (`genjax.preemption`); a failed save stops training with the earlier checkpoints
+  intact.
 """
 
 from __future__ import annotations
@@ -13,8 +31,10 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -22,8 +42,10 @@ from tensorboardX import SummaryWriter
 
 from genjax import config as config_lib
 from genjax import data, parallel, tasks, viz
-from genjax.checkpoint import Checkpoints
-from genjax.errors import CheckpointError, ConfigError
+from genjax.checkpoint import Checkpoints, library_versions
+from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
+                           CorruptCheckpointError, NonFiniteError, Preempted)
+from genjax.preemption import StopSignal
 
 SAMPLE_STREAM = 0x5A4D  # Folded into the seed for the fixed sample-grid noise.
 
@@ -74,10 +96,11 @@ def _format_eta(seconds: float) -> str:
 class _Logger:
     """Console progress lines and TensorBoard scalars/images."""
 
-    def __init__(self, workdir: Path, total_steps: int, global_batch: int):
+    def __init__(self, workdir: Path, total_steps: int, global_batch: int, skipped: int = 0):
         self.writer = SummaryWriter(str(workdir))
         self.total, self.global_batch = total_steps, global_batch
         self.last_time, self.last_step = None, None
+        self.skipped = skipped  # updates skipped so far (non-finite), to report new ones
 
     def start(self, step: int) -> None:
         self.last_time, self.last_step = time.perf_counter(), step
@@ -96,6 +119,12 @@ class _Logger:
         print(f"step {step}/{self.total} ({100 * step / self.total:.0f}%)  "
               f"{rate:.1f} steps/s  {rate * self.global_batch:.0f} img/s  ETA {eta}  | {shown}",
               flush=True)
+        skipped = int(metrics.get("train/skipped_updates", self.skipped))
+        if skipped > self.skipped:
+            logging.warning("Step %d: %d update(s) skipped since the last log line because the "
+                            "loss or a gradient was not finite (%d in this run's history).",
+                            step, skipped - self.skipped, skipped)
+        self.skipped = skipped
         return metrics
 
     def image(self, tag: str, step: int, grid: np.ndarray) -> None:
@@ -118,64 +147,252 @@ def _checkpoint_meta(config, meta) -> dict:
     return {"task": config.task, "dataset": dataclasses.asdict(meta)}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
-    """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
+# ------------------------------------------------------------------------- set-up
 
-    Returns the final state on the host (numpy arrays), e.g. for a notebook to sample.
-    """
-    workdir = Path(workdir)
-    num_devices = parallel.device_count()
-    config_lib.validate(config, num_devices)
-    _check_workdir_config(workdir, config)
-    meta = data.dataset_meta(config.dataset.name, data_dir=_data_dir(config))
-    pipeline = data.make_pipeline(
-        config.dataset.name, config.dataset.split, global_batch_size=config.batch_size,
-        num_devices=num_devices, image_size=config.image_size, seed=config.seed,
-        data_dir=_data_dir(config))
-    enable_compilation_cache()
-    task = tasks.make(config, meta)
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config_lib.to_json(config))
-    checkpoints = Checkpoints(workdir / "checkpoints", max_to_keep=config.keep_checkpoints)
-    state = task.init(config.seed)
-    start = checkpoints.latest_step()
-    if start is not None:
-        state, data_state, _ = checkpoints.restore(start, state)
+def _dataset_error(config, error: data.DatasetNotAvailableError):
+    return data.DatasetNotAvailableError(
+        f"Config field 'dataset.name' is {config.dataset.name!r} (dataset.data_dir "
+        f"{config.dataset.data_dir or 'unset: TFDS default'!r}): {error}")
+
+
+def _dataset_meta(config):
+    """The dataset's shapes, or a clear error for an unknown name, before any JAX work."""
+    try:
+        return data.dataset_meta(config.dataset.name, data_dir=_data_dir(config))
+    except data.DatasetNotAvailableError as e:
+        raise _dataset_error(config, e) from None
+
+
+def _make_pipeline(config, num_devices: int) -> data.Pipeline:
+    try:
+        return data.make_pipeline(
+            config.dataset.name, config.dataset.split, global_batch_size=config.batch_size,
+            num_devices=num_devices, image_size=config.image_size, seed=config.seed,
+            data_dir=_data_dir(config))
+    except data.DatasetNotAvailableError as e:
+        raise _dataset_error(config, e) from None
+
+
+def _unwritable(workdir: Path, error: OSError) -> CheckpointSaveError:
+    return CheckpointSaveError(
+        f"Cannot write to the workdir {workdir}: {type(error).__name__}: {error}. "
+        "Pass a --workdir on a writable disk with free space.")
+
+
+def _open_checkpoints(workdir: Path, config) -> Checkpoints:
+    """The workdir's checkpoint manager; it also removes unfinished saves of a killed run."""
+    try:
+        return Checkpoints(workdir / "checkpoints", max_to_keep=config.keep_checkpoints)
+    except OSError as e:
+        raise _unwritable(workdir, e) from e
+
+
+def _write_config(workdir: Path, config) -> None:
+    try:
+        (workdir / "config.json").write_text(config_lib.to_json(config))
+    except OSError as e:
+        raise _unwritable(workdir, e) from e
+
+
+# ------------------------------------------------------------------------ restore
+
+
+def _warn_if_versions_differ(saved: dict, step: int) -> None:
+    before, now = saved.get("versions", {}), library_versions()
+    diffs = [f"{k} {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
+             if before.get(k) != now.get(k)]
+    if diffs:
+        logging.warning(
+            "Checkpoint step %d was written under other library versions (%s). Training "
+            "continues, but do not expect it to be bitwise equal to a run that never "
+            "changed versions.", step, ", ".join(diffs))
+
+
+def _restore_step(checkpoints: Checkpoints, step: int, target, pipeline):
+    """(state, saved meta) of `step`, with the pipeline put where that step left it."""
+    state, data_state, saved = checkpoints.restore(step, target)
+    try:
         pipeline.set_state(data_state)
-        print(f"Resumed from {checkpoints.directory}/{start} (step {int(state.step)}).", flush=True)
-    start = int(state.step)
+    except Exception as e:  # a JSON file that parses but is not a pipeline state
+        raise CorruptCheckpointError(
+            f"Checkpoint step {step} in {checkpoints.directory} has an unusable input "
+            f"pipeline state {data_state!r}: {type(e).__name__}: {e}") from e
+    return state, saved
 
+
+def _restore_newest(checkpoints: Checkpoints, target, pipeline, workdir: Path):
+    """The newest checkpoint that reads back, as (state, step); None if there is none.
+
+    Unreadable newer steps are moved aside only once an older one has restored, so a
+    workdir in which nothing reads back is left exactly as it was.
+    """
+    unreadable = []
+    for step in reversed(checkpoints.all_steps()):
+        try:
+            state, saved = _restore_step(checkpoints, step, target, pipeline)
+        except CorruptCheckpointError as e:
+            logging.warning("Skipping checkpoint step %d: %s", step, _shorten(str(e)))
+            unreadable.append((step, e))
+            continue
+        for bad, _ in unreadable:
+            moved = checkpoints.move_aside(bad, workdir / "checkpoints_corrupt")
+            logging.warning("Moved unreadable checkpoint step %d to %s (not deleted).", bad, moved)
+        _warn_if_versions_differ(saved, step)
+        return state, step
+    if unreadable:
+        details = "; ".join(f"step {s}: {_shorten(getattr(e, 'reason', str(e)), 200)}"
+                            for s, e in unreadable)
+        raise CheckpointError(
+            f"No checkpoint in {checkpoints.directory} can be read back ({details}). Nothing "
+            "was changed, and training will not silently start afresh over them: to start "
+            f"from scratch in this workdir, move {checkpoints.directory} aside yourself; or "
+            "train in a new --workdir.")
+    return None
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _restore_or_init(task, config, checkpoints: Checkpoints, pipeline, workdir: Path):
+    state = task.init(config.seed)
+    restored = _restore_newest(checkpoints, state, pipeline, workdir)
+    if restored is not None:
+        state, step = restored
+        print(f"Resumed from {checkpoints.directory}/{step} (step {int(state.step)}).",
+              flush=True)
+    return state
+
+
+# ----------------------------------------------------------------------- training
+
+
+def _watch_nonfinite(train_step, limit: int):
+    """`train_step`, also carrying `tripped`: the first step at which the streak of
+    skipped (non-finite) updates reached `limit`, or 0. It lives on the devices, so
+    watching costs no host synchronisation; the loop reads it at log and save steps."""
+
+    def step(state, batch, tripped):
+        state, metrics = train_step(state, batch)
+        streak = getattr(state, "nonfinite_streak", None)  # a task without one is not watched
+        if streak is None:
+            return state, metrics, tripped
+        reached = (tripped == 0) & (streak >= limit)
+        return state, metrics, jnp.where(reached, state.step, tripped)
+
+    return step
+
+
+class _Run(NamedTuple):
+    """What the training loop's helpers share; all of it fixed for the run."""
+    task: Any
+    config: ml_collections.ConfigDict
+    meta: Any
+    checkpoints: Checkpoints
+    logger: _Logger
+    workdir: Path
+
+
+def _check_streak(run: _Run, step: int, tripped) -> None:
+    """Stops a diverged run (see `_watch_nonfinite`) before it logs or saves more."""
+    at = int(parallel.unreplicate(tripped))
+    if not at:
+        return
+    limit = run.config.max_nonfinite_steps
+    run.checkpoints.wait()
+    kept = run.checkpoints.committed_steps()
+    raise NonFiniteError(
+        f"Stopped at step {step}: the updates of {limit} consecutive steps ({at - limit + 1} "
+        f"to {at}) were all skipped because the loss or a gradient was not finite "
+        f"(config field max_nonfinite_steps={limit}). Nothing was saved after step {at}; "
+        f"the newest checkpoint is {kept[-1] if kept else 'none'}. Lower the learning rates "
+        "or check the data, then rerun (it resumes from the newest checkpoint) or use a new "
+        "--workdir.")
+
+
+def _save(run: _Run, step: int, p_state, tripped, data_state) -> None:
+    _check_streak(run, step, tripped)  # never save a state from after the limit
+    run.checkpoints.save(step, parallel.unreplicate(p_state), data_state,
+                         _checkpoint_meta(run.config, run.meta))
+
+
+def _stop_on_signal(run: _Run, stop: StopSignal, step: int, saved: bool, p_state, tripped,
+                    data_state) -> None:
+    if not saved:
+        _save(run, step, p_state, tripped, data_state)
+    print(f"{stop.name}: waiting for checkpoint step {step} to be committed ...", flush=True)
+    run.checkpoints.wait()
+    raise Preempted(
+        f"Stopped by {stop.name} at step {step}/{run.config.num_train_steps}; checkpoint step "
+        f"{step} is committed in {run.checkpoints.directory}. Run the same command again to "
+        "continue from there.", stop.signum)
+
+
+def _train(run: _Run, state, pipeline) -> Any:
+    config, total = run.config, run.config.num_train_steps
+    start = int(state.step)
     p_state = parallel.replicate(state)
     del state  # the device copy is the live one; keep no stale host copy around
-    p_step = parallel.pmap(task.train_step)
+    tripped = parallel.replicate(np.zeros((), np.int32))
+    p_step = parallel.pmap(_watch_nonfinite(run.task.train_step, config.max_nonfinite_steps))
     batches = parallel.prefetch((batch, pipeline.get_state()) for batch in pipeline)
-    logger = _Logger(workdir, config.num_train_steps, config.batch_size)
-    total = config.num_train_steps
-    print(f"Training {config.task} on {config.dataset.name} ({meta.image_shape}) "
-          f"for steps {start + 1}..{total} on {num_devices} device(s); workdir {workdir}",
-          flush=True)
     t0 = time.perf_counter()
-    try:
+    with StopSignal() as stop:
+        print(f"Training {config.task} on {config.dataset.name} ({run.meta.image_shape}) "
+              f"for steps {start + 1}..{total} on {parallel.device_count()} device(s); "
+              f"workdir {run.workdir}", flush=True)  # from here on, signals stop cleanly
         for step in range(start + 1, total + 1):
             batch, data_state = next(batches)
-            p_state, metrics = p_step(p_state, batch)
+            p_state, metrics, tripped = p_step(p_state, batch, tripped)
             if step == start + 1:
                 jax.block_until_ready(metrics)  # the first step includes compilation
                 print(f"First step (compilation included) took "
                       f"{time.perf_counter() - t0:.1f}s.", flush=True)
-                logger.start(step)
+                run.logger.start(step)
             if step % config.log_every_steps == 0 or step == total:
-                host = logger.scalars(step, parallel.unreplicate(metrics))
-                if not np.isfinite(host["d/loss"]) and not np.isfinite(host["g/loss"]):
-                    logging.warning("Non-finite losses at step %d.", step)
+                run.logger.scalars(step, parallel.unreplicate(metrics))
+                _check_streak(run, step, tripped)
             if step % config.sample_every_steps == 0 or step == total:
-                _write_samples(task, parallel.unreplicate(p_state), config, workdir, step, logger)
-            if step % config.checkpoint_every_steps == 0 or step == total:
-                checkpoints.save(step, parallel.unreplicate(p_state), data_state,
-                                 _checkpoint_meta(config, meta))
-        checkpoints.wait()
+                _write_samples(run.task, parallel.unreplicate(p_state), config, run.workdir,
+                               step, run.logger)
+            saved = step % config.checkpoint_every_steps == 0 or step == total
+            if saved:
+                _save(run, step, p_state, tripped, data_state)
+            if stop.requested and step < total:  # at the last step, just finish
+                _stop_on_signal(run, stop, step, saved, p_state, tripped, data_state)
+        run.checkpoints.wait()
+    return parallel.unreplicate(p_state)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
+    """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
+
+    Returns the final state on the host (numpy arrays), e.g. for a notebook to sample.
+    Raises a `GenjaxError` for anything a user can fix: `ConfigError`,
+    `DatasetNotAvailableError` and `CheckpointError` before anything is written,
+    `CheckpointSaveError`, `NonFiniteError` or `Preempted` (SIGTERM/SIGINT) during
+    training, each after the newest checkpoint is committed.
+    """
+    workdir = Path(workdir)
+    config_lib.validate(config)  # pure: no JAX, no disk
+    _check_workdir_config(workdir, config)
+    meta = _dataset_meta(config)
+    num_devices = parallel.device_count()
+    config_lib.validate(config, num_devices)
+    pipeline = _make_pipeline(config, num_devices)
+    enable_compilation_cache()
+    task = tasks.make(config, meta)
+
+    checkpoints = _open_checkpoints(workdir, config)
+    logger = None
+    try:
+        state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
+        _write_config(workdir, config)
+        logger = _Logger(workdir, config.num_train_steps, config.batch_size,
+                         int(getattr(state, "skipped", 0)))
+        return _train(_Run(task, config, meta, checkpoints, logger, workdir), state, pipeline)
     finally:
         checkpoints.close()
-        logger.close()
-    return parallel.unreplicate(p_state)
+        if logger is not None:
+            logger.close()
