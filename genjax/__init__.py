@@ -2,7 +2,6 @@
 
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
                            CorruptCheckpointError, GenjaxError, NonFiniteError, Preempted)
-from genjax.loop import train_and_evaluate
 
 __all__ = ["train_and_evaluate", "sample_from_workdir", "load_run", "GenjaxError", "ConfigError",
            "CheckpointError", "CorruptCheckpointError", "CheckpointSaveError", "NonFiniteError",
@@ -10,8 +9,12 @@ __all__ = ["train_and_evaluate", "sample_from_workdir", "load_run", "GenjaxError
 
 
 def __getattr__(name):
-    # Imported lazily so that `python -m genjax.sample` does not find its own module
-    # already imported by the package (runpy warns about that).
+    # Imported lazily: `import genjax.tasks.gan` (a notebook, bench/, a GPU box) then needs
+    # only JAX, flax, optax and ml_collections, not the input pipeline or TensorBoard; and
+    # `python -m genjax.sample` does not find its own module already imported (runpy warns).
+    if name == "train_and_evaluate":
+        from genjax.loop import train_and_evaluate
+        return train_and_evaluate
     if name in ("sample_from_workdir", "load_run"):
         from genjax import sample
         return getattr(sample, name)
