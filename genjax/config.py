@@ -20,7 +20,7 @@ from genjax.errors import ConfigError
 GAN_LOSSES = tuple(losses.GAN_LOSSES)
 CONV_IMPLS = ("phase", "lax")
 DTYPES = ("float32", "bfloat16")
-TASKS = ("gan",)
+TASKS = ("gan", "classifier")
 
 
 def gan_defaults() -> ml_collections.ConfigDict:
@@ -37,6 +37,7 @@ def gan_defaults() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
     c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
     c.num_sample_images = 100  # Images in each sample grid (a square number reads best).
+    c.eval_every_steps = 0  # genjax.evaluate metrics (eval/*, <workdir>/eval/); 0 = off.
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
@@ -58,13 +59,55 @@ def gan_defaults() -> ml_collections.ConfigDict:
     c.adam_b1 = 0.5  # Adam beta1 (0.5 as in DCGAN).
     c.adam_b2 = 0.999  # Adam beta2.
     c.ema_decay = 0.999  # EMA of the generator's weights; samples come from the EMA copy.
+
+    c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
+    c.eval.split = "test"  # Real images the generated ones are compared with.
+    c.eval.num_samples = 0  # Generated images; 0 = as many as dataset.split has (<= 10,000).
+    c.eval.seed = 0  # Seeds the generated images' noise and the metrics' random subsets.
+    # A genjax classifier run whose features the metrics use; '' = runs/classifier_<dataset>.
+    c.eval.classifier_workdir = ""
     return c
 
 
-_DEFAULTS = {"gan": gan_defaults}
+def classifier_defaults() -> ml_collections.ConfigDict:
+    """Defaults of the classifier task (genjax.evaluate's feature extractor)."""
+    c = ml_collections.ConfigDict()
+    c.task = "classifier"  # Which task in genjax.tasks trains this config.
+    c.seed = 0  # Seeds parameters, dropout and the data order.
+    c.num_train_steps = 1000  # Parameter updates in the whole run.
+    c.batch_size = 64  # Global batch, split evenly over all local devices.
+    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
+    c.log_every_steps = 100  # Console and TensorBoard scalars.
+    c.eval_every_steps = 500  # Accuracy on eval.split (and at the end, to eval/classifier.json).
+    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
+    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "digits"  # Any labelled TFDS image dataset ('mnist', 'cifar10', ...).
+    c.dataset.split = "train"  # TFDS split to train on.
+    c.dataset.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.split = "test"  # Held-out split whose accuracy is reported.
+
+    c.model = ml_collections.ConfigDict()
+    c.model.width = 32  # Channels of the first stage (doubling per stage).
+    c.model.num_stages = 2  # Conv-conv-maxpool stages; image_size must divide by 2^stages.
+    c.model.feature_dim = 128  # Units of the penultimate layer: the evaluation features.
+    c.model.dropout = 0.3  # Dropout rate before the last layer (training only).
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    c.learning_rate = 2e-3  # Peak AdamW learning rate (cosine decay to 0 over the run).
+    c.weight_decay = 1e-4  # AdamW's decoupled weight decay.
+    return c
+
+
+_DEFAULTS = {"gan": gan_defaults, "classifier": classifier_defaults}
 
 # Fields whose change makes an existing checkpoint unusable (different shapes).
-SHAPE_FIELDS = ("task", "image_size", "model.latent_dim", "model.g_width", "model.d_width")
+SHAPE_FIELDS = ("task", "image_size", "model.latent_dim", "model.g_width", "model.d_width",
+                "model.width", "model.num_stages", "model.feature_dim")
 
 
 def defaults_for(task: str) -> ml_collections.ConfigDict:
@@ -120,37 +163,29 @@ def _require(cond: bool, message: str) -> None:
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
-    """Raises ConfigError naming the first bad field; touches neither JAX nor the disk."""
+    """Raises ConfigError naming the first bad field; touches neither JAX nor the disk.
+
+    The fields every task has are checked here, the rest by the task's own checks.
+    """
     if "task" not in config:
         raise ConfigError("The config has no 'task' field; start from a file under configs/.")
     schema = flatten(defaults_for(config.task))
     _check_keys_and_types(config, schema)
     c = config
-    for name in ("num_train_steps", "batch_size", "log_every_steps", "sample_every_steps",
-                 "checkpoint_every_steps", "keep_checkpoints", "max_nonfinite_steps",
-                 "num_sample_images",
-                 "d_steps_per_g_step", "model.latent_dim", "model.g_width", "model.d_width"):
-        value = schema_value(c, name)
-        _require(value > 0, f"Config field {name!r} must be a positive integer, got {value}.")
+    _require_positive(c, ("num_train_steps", "batch_size", "log_every_steps",
+                          "checkpoint_every_steps", "keep_checkpoints", "max_nonfinite_steps"))
     _require(
         c.image_size in (8, 16, 32, 64, 128),
         f"Config field 'image_size' must be a power of two from 8 to 128 "
         f"(8, 16, 32, 64, 128), got {c.image_size}.",
     )
-    _require(c.loss in GAN_LOSSES,
-             f"Config field 'loss' is {c.loss!r}; valid choices: {', '.join(GAN_LOSSES)}.")
-    _require(c.model.conv_impl in CONV_IMPLS,
-             f"Config field 'model.conv_impl' is {c.model.conv_impl!r}; valid choices: "
-             f"{', '.join(CONV_IMPLS)}.")
-    _require(c.model.dtype in DTYPES,
-             f"Config field 'model.dtype' is {c.model.dtype!r}; valid choices: {', '.join(DTYPES)}.")
-    _require(0.0 <= c.model.d_dropout < 1.0,
-             f"Config field 'model.d_dropout' must be in [0, 1), got {c.model.d_dropout}.")
-    _require(0.0 <= c.ema_decay < 1.0,
-             f"Config field 'ema_decay' must be in [0, 1), got {c.ema_decay}.")
-    for name in ("g_learning_rate", "d_learning_rate"):
-        _require(schema_value(c, name) > 0, f"Config field {name!r} must be positive.")
+    # Configs saved before a field existed lack it; the loop treats those as the default.
+    given = flatten(c)
+    _require(given.get("eval_every_steps", 0) >= 0,
+             "Config field 'eval_every_steps' must be 0 (off) or a positive integer, got "
+             f"{given.get('eval_every_steps')}.")
     _require(bool(c.dataset.name), "Config field 'dataset.name' must name a TFDS dataset.")
+    _TASK_CHECKS[c.task](c, given)
     if num_devices is not None:
         _require(
             c.batch_size % num_devices == 0,
@@ -158,6 +193,51 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             f"local devices ({num_devices}); use a multiple of {num_devices}, e.g. "
             f"{max(num_devices, c.batch_size // num_devices * num_devices)}.",
         )
+
+
+def _require_positive(config: ml_collections.ConfigDict, names) -> None:
+    for name in names:
+        value = schema_value(config, name)
+        _require(value > 0, f"Config field {name!r} must be a positive integer, got {value}.")
+
+
+def _require_choice(config: ml_collections.ConfigDict, name: str, choices) -> None:
+    value = schema_value(config, name)
+    _require(value in choices,
+             f"Config field {name!r} is {value!r}; valid choices: {', '.join(choices)}.")
+
+
+def _validate_gan(c: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    _require_positive(c, ("sample_every_steps", "num_sample_images", "d_steps_per_g_step",
+                          "model.latent_dim", "model.g_width", "model.d_width"))
+    _require_choice(c, "loss", GAN_LOSSES)
+    _require_choice(c, "model.conv_impl", CONV_IMPLS)
+    _require_choice(c, "model.dtype", DTYPES)
+    _require(0.0 <= c.model.d_dropout < 1.0,
+             f"Config field 'model.d_dropout' must be in [0, 1), got {c.model.d_dropout}.")
+    _require(0.0 <= c.ema_decay < 1.0,
+             f"Config field 'ema_decay' must be in [0, 1), got {c.ema_decay}.")
+    for name in ("g_learning_rate", "d_learning_rate"):
+        _require(schema_value(c, name) > 0, f"Config field {name!r} must be positive.")
+    _require(given.get("eval.num_samples", 0) >= 0,
+             "Config field 'eval.num_samples' must be 0 (as many as the training split has) "
+             f"or positive, got {given.get('eval.num_samples')}.")
+
+
+def _validate_classifier(c: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    del given  # every classifier config has every field
+    _require_positive(c, ("model.width", "model.num_stages", "model.feature_dim"))
+    _require_choice(c, "model.dtype", DTYPES)
+    _require(c.image_size % 2 ** c.model.num_stages == 0,
+             f"Config field 'image_size' ({c.image_size}) must be divisible by "
+             f"2^model.num_stages = {2 ** c.model.num_stages}: each stage halves the image.")
+    _require(0.0 <= c.model.dropout < 1.0,
+             f"Config field 'model.dropout' must be in [0, 1), got {c.model.dropout}.")
+    _require(c.learning_rate > 0, "Config field 'learning_rate' must be positive.")
+    _require(c.weight_decay >= 0, "Config field 'weight_decay' must be 0 or positive.")
+
+
+_TASK_CHECKS = {"gan": _validate_gan, "classifier": _validate_classifier}
 
 
 def schema_value(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -41,7 +41,7 @@ from absl import logging
 from tensorboardX import SummaryWriter
 
 from genjax import config as config_lib
-from genjax import data, parallel, tasks, viz
+from genjax import data, evaluate, parallel, tasks, viz
 from genjax.checkpoint import Checkpoints, library_versions
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
                            CorruptCheckpointError, NonFiniteError, Preempted)
@@ -126,6 +126,12 @@ class _Logger:
                             step, skipped - self.skipped, skipped)
         self.skipped = skipped
         return metrics
+
+    def evaluation(self, step: int, metrics: dict) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(name, value, step)
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"eval step {step}  | {shown}", flush=True)
 
     def image(self, tag: str, step: int, grid: np.ndarray) -> None:
         self.writer.add_image(tag, grid, step, dataformats="HWC")
@@ -292,6 +298,7 @@ class _Run(NamedTuple):
     checkpoints: Checkpoints
     logger: _Logger
     workdir: Path
+    evaluate: Any = None  # evaluate.make_evaluator's hook, or None: (host state, step) -> scalars
 
 
 def _check_streak(run: _Run, step: int, tripped) -> None:
@@ -353,9 +360,13 @@ def _train(run: _Run, state, pipeline) -> Any:
             if step % config.log_every_steps == 0 or step == total:
                 run.logger.scalars(step, parallel.unreplicate(metrics))
                 _check_streak(run, step, tripped)
-            if step % config.sample_every_steps == 0 or step == total:
+            if run.task.sample is not None and (step % config.sample_every_steps == 0
+                                                or step == total):
                 _write_samples(run.task, parallel.unreplicate(p_state), config, run.workdir,
                                step, run.logger)
+            if run.evaluate is not None and (step % config.eval_every_steps == 0
+                                             or step == total):
+                run.logger.evaluation(step, run.evaluate(parallel.unreplicate(p_state), step))
             saved = step % config.checkpoint_every_steps == 0 or step == total
             if saved:
                 _save(run, step, p_state, tripped, data_state)
@@ -383,6 +394,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     pipeline = _make_pipeline(config, num_devices)
     enable_compilation_cache()
     task = tasks.make(config, meta)
+    # Before anything is written: a missing feature extractor fails here.
+    evaluator = evaluate.make_evaluator(config, task, workdir)
 
     checkpoints = _open_checkpoints(workdir, config)
     logger = None
@@ -391,7 +404,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
         _write_config(workdir, config)
         logger = _Logger(workdir, config.num_train_steps, config.batch_size,
                          int(getattr(state, "skipped", 0)))
-        return _train(_Run(task, config, meta, checkpoints, logger, workdir), state, pipeline)
+        return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator), state,
+                      pipeline)
     finally:
         checkpoints.close()
         if logger is not None:

@@ -35,6 +35,15 @@ class GANState:
     nonfinite_streak: jnp.ndarray  # int32: consecutive iterations with a skipped update.
 
 
+@flax.struct.dataclass
+class ClassifierState:
+    step: jnp.ndarray  # int32: completed updates.
+    key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
+    model: Player
+    skipped: jnp.ndarray  # int32: updates skipped because a loss or gradient was not finite.
+    nonfinite_streak: jnp.ndarray  # int32: consecutive skipped updates.
+
+
 def init_player(variables: dict, tx: optax.GradientTransformation) -> Player:
     params = variables["params"]
     return Player(params, variables.get("batch_stats", {}), tx.init(params))

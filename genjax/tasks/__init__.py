@@ -1,10 +1,13 @@
 """Tasks: the pure functions that train one model family.
 
-A task is `Task(init, train_step, sample, generate, latent_dim)`:
+A task is `Task(init, train_step, sample, generate, latent_dim, classify)`:
   init(seed) -> state                      host pytree of arrays
   train_step(state, batch) -> (state, metrics)   runs under `parallel.pmap`
   sample(state, key, num) -> images        float32 NHWC in [-1, 1], one device
   generate(state, z) -> images             the images of given latent codes z [N, latent_dim]
+  classify(state, images) -> (logits, features)  a classifier's outputs, one device
+Only `init` and `train_step` are required: a task that does not generate images has no
+`sample` (the loop then draws no sample grids), one that does not classify no `classify`.
 `make(config, meta)` builds the task that `config.task` names.
 """
 
@@ -16,13 +19,14 @@ from typing import Any, Callable, NamedTuple
 class Task(NamedTuple):
     init: Callable[[int], Any]
     train_step: Callable[[Any, dict], tuple[Any, dict]]
-    sample: Callable[[Any, Any, int], Any]
-    generate: Callable[[Any, Any], Any]
-    latent_dim: int
+    sample: Callable[[Any, Any, int], Any] | None = None
+    generate: Callable[[Any, Any], Any] | None = None
+    latent_dim: int = 0
+    classify: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
 
 def make(config, meta) -> Task:
-    from genjax.tasks import gan
+    from genjax.tasks import classifier, gan
 
-    makers = {"gan": gan.make}
+    makers = {"gan": gan.make, "classifier": classifier.make}
     return makers[config.task](config, meta)

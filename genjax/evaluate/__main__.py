@@ -1,0 +1,70 @@
+"""Evaluates a run's newest checkpoint.
+
+    python -m genjax.evaluate --workdir=DIR [--num=N] [--seed=S] [--extractor_workdir=DIR]
+
+A GAN run: N images of the EMA generator (eval-mode BatchNorm) against the real images
+of the config's eval.split, beside real training images against the same reference
+(the floor); the features come from the genjax classifier in --extractor_workdir, by
+default the config's eval.classifier_workdir or runs/classifier_<dataset>. A classifier
+run: its accuracy on eval.split. Writes <workdir>/eval/step_<N>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _table(result: dict) -> str:
+    if result["kind"] == "classification":
+        p = result["protocol"]
+        return (f"step {result['step']}: accuracy {result['test_accuracy']:.4f} on "
+                f"{p['num_examples']} images of {p['dataset']}/{p['split']}")
+    p = result["protocol"]
+    names = list(result["generated"])
+    rows = [("generated", p["num_generated"], result["generated"]),
+            (f"real {p['floor_split']} (floor)", p["num_floor"], result["floor"])]
+    lines = [f"step {result['step']}, {p['generator']} generator vs {p['num_reference']} "
+             f"{p['dataset']}/{p['reference_split']} images; extractor {p['extractor']['name']} "
+             f"sha256 {p['extractor']['sha256'][:12]}, seed {p['seed']}",
+             f"{'':>22} {'n':>6} " + " ".join(f"{n:>9}" for n in names)]
+    for label, n, values in rows:
+        lines.append(f"{label:>22} {n:>6} " + " ".join(f"{values[k]:>9.4g}" for k in names))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    from absl import app, flags, logging
+
+    flags.DEFINE_string("workdir", None, "The run's workdir (as given to train.py).")
+    flags.DEFINE_integer("num", None, "Generated images (default: the config's "
+                         "eval.num_samples, or as many as the training split has, <= 10,000).")
+    flags.DEFINE_integer("seed", None, "Seed of the noise and of the metrics' subsets "
+                         "(default: the config's eval.seed).")
+    flags.DEFINE_string("extractor_workdir", None, "A genjax classifier run whose features "
+                        "the metrics use (default: eval.classifier_workdir or "
+                        "runs/classifier_<dataset>).")
+    flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "Which generator weights.")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.mark_flags_as_required(["workdir"])
+    FLAGS = flags.FLAGS
+
+    def run(_):
+        logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
+        from genjax.errors import GenjaxError
+        from genjax.evaluate import evaluate_workdir
+
+        try:
+            result = evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
+                                      extractor_workdir=FLAGS.extractor_workdir,
+                                      step=FLAGS.step, generator=FLAGS.generator)
+        except GenjaxError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        print(_table(result))
+        print(f"Wrote {result['path']}")
+
+    app.run(run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+from types import SimpleNamespace
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from genjax import config as config_lib
+from genjax import parallel, tasks
+from genjax.errors import ConfigError
+
+META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
+
+
+def tiny_config(**overrides):
+    c = ml_collections.ConfigDict(config_lib.classifier_defaults().to_dict())
+    c.image_size, c.batch_size = 8, 16
+    c.model.width, c.model.feature_dim = 4, 8
+    for k, v in overrides.items():
+        section, _, leaf = k.rpartition(".")
+        (c[section] if section else c)[leaf] = v
+    config_lib.validate(c)
+    return c
+
+
+def batches(n, global_batch=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"image": rng.uniform(-1, 1, (global_batch, 8, 8, 1)).astype(np.float32),
+             "label": rng.integers(0, 10, (global_batch,)).astype(np.int32)} for _ in range(n)]
+
+
+def run(fn, state, global_batches, num_devices):
+    devices = jax.local_devices()[:num_devices]
+    p_fn = jax.pmap(fn, axis_name=parallel.AXIS, devices=devices)
+    s = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
+    metrics = None
+    for b in global_batches:
+        s, metrics = p_fn(s, jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), b))
+    return jax.tree.map(lambda x: np.asarray(x[0]), s), metrics
+
+
+def test_train_step_learns_a_fixed_batch():
+    task = tasks.make(tiny_config(learning_rate=1e-2, **{"model.dropout": 0.0,
+                                                         "model.feature_dim": 16}), META)
+    s0 = task.init(0)
+    batch = batches(1)
+    s1, m1 = run(task.train_step, s0, batch * 40, 2)
+    assert int(s1.step) == 40
+    assert float(m1["clf/loss"][0]) < 0.5 and float(m1["clf/train_accuracy"][0]) > 0.9
+    logits, features = task.classify(s1, batch[0]["image"])
+    assert logits.shape == (16, 10) and features.shape == (16, 16)
+
+
+def test_eight_devices_match_one_device():
+    """BatchNorm statistics and gradients are global (no dropout: its masks are per device)."""
+    task = tasks.make(tiny_config(**{"model.dropout": 0.0}), META)
+    s0 = task.init(0)
+    one, m1 = run(task.train_step, s0, batches(3), 1)
+    eight, m8 = run(task.train_step, s0, batches(3), 8)
+    chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
+    np.testing.assert_allclose(m1["clf/loss"][0], m8["clf/loss"][0], rtol=1e-4)
+
+
+def test_step_compiles_once_and_classify_is_chunk_invariant():
+    task = tasks.make(tiny_config(), META)
+    step = parallel.pmap(chex.assert_max_traces(lambda s, b: task.train_step(s, b), n=1))
+    state = parallel.replicate(task.init(0))
+    for b in batches(3):
+        state, _ = step(state, parallel.shard(
+            jax.tree.map(lambda x: x.reshape(8, -1, *x.shape[1:]), b)))
+    host = parallel.unreplicate(state)
+    images = batches(1)[0]["image"]
+    whole = task.classify(host, images)
+    chunked = tasks.classifier.classify(host, images, model=tasks.classifier.build_model(
+        tiny_config(), 10), chunk=5)
+    chex.assert_trees_all_close(whole, chunked, atol=1e-5)
+
+
+def test_nonfinite_batch_skips_update():
+    task = tasks.make(tiny_config(), META)
+    s0 = task.init(0)
+    bad = batches(1)[0]
+    bad["image"][0, 0, 0, 0] = np.nan
+    s1, metrics = run(task.train_step, s0, [bad], 2)
+    chex.assert_trees_all_equal(s1.model, s0.model)
+    assert int(s1.skipped) == 1 and int(metrics["train/nonfinite_streak"][0]) == 1
+
+
+def test_config_checks_and_unlabelled_data():
+    with pytest.raises(ConfigError, match="model.dropout"):
+        tiny_config(**{"model.dropout": 1.0})
+    with pytest.raises(ConfigError, match="divisible by 2\\^model.num_stages"):
+        tiny_config(**{"model.num_stages": 4})
+    with pytest.raises(ConfigError, match="d_width"):  # a GAN field in a classifier config
+        c = tiny_config()
+        c.model.d_width = 4
+        config_lib.validate(c)
+    with pytest.raises(ConfigError, match="class labels"):
+        tasks.make(tiny_config(), SimpleNamespace(image_shape=(8, 8, 1), num_classes=None))
