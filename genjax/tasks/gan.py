@@ -10,7 +10,6 @@ and is what `sample` draws from.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -2,42 +2,20 @@ from types import SimpleNamespace
 
 import chex
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from genjax import config as config_lib
 from genjax import parallel, tasks
 from genjax.errors import ConfigError
+from taskutil import batches, run, tiny
 
 META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 
 
 def tiny_config(**overrides):
-    c = ml_collections.ConfigDict(config_lib.classifier_defaults().to_dict())
-    c.image_size, c.batch_size = 8, 16
-    c.model.width, c.model.feature_dim = 4, 8
-    for k, v in overrides.items():
-        section, _, leaf = k.rpartition(".")
-        (c[section] if section else c)[leaf] = v
-    config_lib.validate(c)
-    return c
-
-
-def batches(n, global_batch=16, seed=0):
-    rng = np.random.default_rng(seed)
-    return [{"image": rng.uniform(-1, 1, (global_batch, 8, 8, 1)).astype(np.float32),
-             "label": rng.integers(0, 10, (global_batch,)).astype(np.int32)} for _ in range(n)]
-
-
-def run(fn, state, global_batches, num_devices):
-    devices = jax.local_devices()[:num_devices]
-    p_fn = jax.pmap(fn, axis_name=parallel.AXIS, devices=devices)
-    s = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
-    metrics = None
-    for b in global_batches:
-        s, metrics = p_fn(s, jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), b))
-    return jax.tree.map(lambda x: np.asarray(x[0]), s), metrics
+    fields = {"image_size": 8, "batch_size": 16, "model.width": 4, "model.feature_dim": 8}
+    return tiny(config_lib.classifier_defaults(), fields, overrides)
 
 
 def test_train_step_learns_a_fixed_batch():
