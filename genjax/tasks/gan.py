@@ -122,20 +122,20 @@ def generator_step(state: GANState, key: jax.Array, per_device_batch: int, *,
     return state.replace(generator=player, ema=ema), {"g/loss": g_loss, **aux}, finite
 
 
-def train_step(state: GANState, batch: dict, *, d_steps: int, **kw) -> tuple[GANState, dict]:
-    """One iteration of the game on this device's share of the global batch."""
+def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
+               ) -> tuple[GANState, dict]:
+    """One iteration of the game on this device's share of the global batch.
+
+    `d_step` and `g_step` are `discriminator_step` and `generator_step` with the models,
+    optimisers and loss bound (see `make`).
+    """
     real = batch["image"]
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    d_kw = {k: kw[k] for k in ("generator", "discriminator", "d_tx", "loss", "latent_dim")}
     all_finite = jnp.array(True)
     for i in range(d_steps):
-        state, d_metrics, finite = discriminator_step(
-            state, real, jax.random.fold_in(step_key, i), **d_kw)
+        state, d_metrics, finite = d_step(state, real, jax.random.fold_in(step_key, i))
         all_finite &= finite
-    g_kw = {k: kw[k] for k in ("generator", "discriminator", "g_tx", "loss", "latent_dim",
-                               "ema_decay")}
-    state, g_metrics, finite = generator_step(
-        state, jax.random.fold_in(step_key, d_steps), real.shape[0], **g_kw)
+    state, g_metrics, finite = g_step(state, jax.random.fold_in(step_key, d_steps), real.shape[0])
     all_finite &= finite
     skipped = (~all_finite).astype(jnp.int32)
     state = state.replace(step=state.step + 1, skipped=state.skipped + skipped,
@@ -172,13 +172,18 @@ def make(config: ml_collections.ConfigDict, meta) -> Task:
     generator, discriminator = build_models(config, channels)
     g_tx, d_tx = build_optimizers(config)
     latent_dim = config.model.latent_dim
+    loss = losses.get(config.loss)
     return Task(
         init=functools.partial(init, generator=generator, discriminator=discriminator,
                                g_tx=g_tx, d_tx=d_tx, latent_dim=latent_dim, channels=channels),
         train_step=functools.partial(
-            train_step, d_steps=config.d_steps_per_g_step, generator=generator,
-            discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, loss=losses.get(config.loss),
-            latent_dim=latent_dim, ema_decay=config.ema_decay),
+            train_step, d_steps=config.d_steps_per_g_step,
+            d_step=functools.partial(discriminator_step, generator=generator,
+                                     discriminator=discriminator, d_tx=d_tx, loss=loss,
+                                     latent_dim=latent_dim),
+            g_step=functools.partial(generator_step, generator=generator,
+                                     discriminator=discriminator, g_tx=g_tx, loss=loss,
+                                     latent_dim=latent_dim, ema_decay=config.ema_decay)),
         sample=functools.partial(sample, generator=generator, latent_dim=latent_dim),
         generate=functools.partial(generate, generator=generator),
         latent_dim=latent_dim,
