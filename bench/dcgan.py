@@ -19,7 +19,8 @@ batch; another fresh subprocess times the same DCGAN in PyTorch
   XLA tmp MB    temp buffer size of the compiled step (`memory_analysis()`)
   GF XLA        GFLOP per step from the compiled step's `cost_analysis()` (all ops;
                 XLA counts only kernel taps that meet real input, not the zero
-                padding, so its convolution counts are 75-97% of the hand count)
+                padding: (1 - 1/H)^2 of a 4x4/2 layer's taps at input size H, so
+                82-87% of the hand count for the shapes here)
   GF model      hand count of the convolution/dense GFLOP per step (see `model_flops`)
   %mm           achieved model GFLOP/s as a fraction of this machine's float32 matmul
                 rate, measured in the same run (jitted 2048x2048 matmul, median)
@@ -31,7 +32,7 @@ figure for which no quiet windows could be had is marked with '*' (bench/windows
 PyTorch's OpenMP threads suffer far more than XLA's from a stolen core (up to 30x
 slower), so an unmarked comparison needs a quiet machine.
 
-The default command takes about 4 minutes on 2 quiet cores.
+The default command takes about 3 minutes on 2 quiet cores.
 """
 
 from __future__ import annotations
@@ -374,8 +375,9 @@ def print_table(rows: list[dict], matmul_gflops: float) -> None:
             print(f"{r['shape']}: genjax failed: {g['error']}")
         if isinstance(t, dict) and "error" in t:
             print(f"{r['shape']}: torch failed: {t['error']}")
-        elif isinstance(t, str):
-            print(f"{r['shape']}: torch skipped: {t}")
+    skipped = {r["torch"] for r in rows if isinstance(r.get("torch"), str)}
+    for note in skipped:
+        print(f"PyTorch skipped: {note}")
 
 
 def main(argv=None) -> None:

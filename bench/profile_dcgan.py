@@ -7,12 +7,15 @@ the same computation in PyTorch, piece by piece and layer by layer.
 Parts (BatchNorm in training mode throughout, batch statistics as in training):
   G fwd          generator forward
   D fwd          discriminator forward on one batch
-  D loss+grad    D on real and fake, BCE, gradient w.r.t. D's parameters (the D update
-                 without the optimiser)
+  D loss+grad    G forward (the fakes), D on real and fake, BCE, gradient w.r.t. D's
+                 parameters (the D update without the optimiser)
   G loss+grad    G forward, D forward, gradient w.r.t. G's parameters through D
   full step      the task's pmapped train_step (genjax) / DCGANTrainer.train_step (torch)
-  rest           full step - (G fwd + D loss+grad + G loss+grad): noise, the optimiser
-                 and EMA updates, finiteness checks, dispatch
+  rest           full step - (D loss+grad + G loss+grad): noise, the optimiser and
+                 EMA updates, finiteness checks, dispatch (about 0 when the parts,
+                 compiled separately, run as fast as inside the step)
+With --xla_kinds, the traced full step's XLA operations grouped into convolution
+forward / backward, layout shuffles and the rest (see `xla_kinds`).
 Layers: every 4x4 stride-2 (transposed) convolution of the shape, alone, forward and
 forward + backward (gradients w.r.t. input and kernel), with the layer's batch.
 
@@ -85,9 +88,68 @@ def _jax_ms(fn: Callable, *args) -> float:
     return _ms(once, lambda: jax.block_until_ready(last[0]))
 
 
+_KINDS = (
+    ("XLA conv/dot backward", None),
+    ("XLA conv/dot forward", None),
+    ("XLA transpose/copy/concat/slice", r"(transpose|copy|concatenate|bitcast_concatenate|"
+                                        r"concatenate_bitcast|copy_slice|bitcast_slice|slice)"),
+    ("XLA other (elementwise, reductions, RNG)", r""),
+)
+
+
+def xla_kinds(step: Callable, state, batch, steps: int = 3) -> tuple[dict[str, float], object]:
+    """Milliseconds per step of the compiled step's operations, grouped by kind.
+
+    Traces `steps` calls with `jax.profiler` (XLA:CPU records one event per executed
+    operation) and maps each event to its HLO instruction: convolution fusions whose
+    source op is a transpose (autodiff) are 'backward'. Events of independent
+    operations may overlap, so the kinds can add up to more than the step.
+    Returns (ms per kind, the state after the traced steps).
+    """
+    import collections
+    import glob
+    import gzip
+    import json
+    import re
+    import tempfile
+
+    import jax
+
+    hlo = step.lower(state, batch).compile().as_text()
+    source = {}
+    for line in hlo.splitlines():
+        m = re.match(r"\s*(?:ROOT )?%(\S+) = ", line)
+        if m:
+            op = re.search(r'op_name="([^"]*)"', line)
+            source[m.group(1)] = op.group(1) if op else ""
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            for _ in range(steps):
+                state, _ = step(state, batch)
+            jax.block_until_ready(state)
+        path = glob.glob(f"{tmp}/**/perfetto_trace.json.gz", recursive=True)[0]
+        events = json.load(gzip.open(path))["traceEvents"]
+    out = collections.Counter()
+    for e in events:
+        name = e.get("name", "")
+        if e.get("ph") != "X" or name not in source:
+            continue
+        if re.match(r"(ynn_fusion|xnn_fusion|onednn|convolution|conv_general|dot|custom-call)",
+                    name):
+            backward = "transpose(" in source[name] or not source[name]
+            kind = _KINDS[0][0] if backward else _KINDS[1][0]
+        elif re.match(_KINDS[2][1], name):
+            kind = _KINDS[2][0]
+        else:
+            kind = _KINDS[3][0]
+        out[kind] += e["dur"] / 1e3 / steps
+    return {k: out.get(k, 0.0) for k, _ in _KINDS}, state
+
+
 # --- genjax ------------------------------------------------------------------------------
 
-def profile_genjax(s: Shape, impl: str, dtype: str, layers: bool) -> dict[str, float]:
+def profile_genjax(s: Shape, impl: str, dtype: str, layers: bool,
+                   kinds: bool = False) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -151,7 +213,10 @@ def profile_genjax(s: Shape, impl: str, dtype: str, layers: bool) -> dict[str, f
     def full():
         state[0], _ = step(state[0], batch)
     out["full step"] = _ms(full, lambda: block(state[0]))
-    out["rest"] = out["full step"] - out["G fwd"] - out["D loss+grad"] - out["G loss+grad"]
+    out["rest"] = out["full step"] - out["D loss+grad"] - out["G loss+grad"]
+    if kinds:
+        by_kind, state[0] = xla_kinds(step, state[0], batch)
+        out.update(by_kind)
 
     if layers:
         ops = {"up": {"phase": conv.up_conv, "lax": conv.lax_up_conv},
@@ -208,7 +273,7 @@ def profile_torch(s: Shape, layers: bool) -> dict[str, float]:
     out = {"G fwd": _ms(g_fwd, noop), "D fwd": _ms(d_fwd, noop),
            "D loss+grad": _ms(d_grad, noop), "G loss+grad": _ms(g_grad, noop),
            "full step": _ms(lambda: t.train_step(real), noop)}
-    out["rest"] = out["full step"] - out["G fwd"] - out["D loss+grad"] - out["G loss+grad"]
+    out["rest"] = out["full step"] - out["D loss+grad"] - out["G loss+grad"]
     if layers:
         for name, kind, size, cin, cout in _layers(s):
             x = torch.randn(s.batch, cin, size, size)
@@ -241,15 +306,18 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--no_torch", action="store_true")
     p.add_argument("--no_layers", action="store_true")
+    p.add_argument("--xla_kinds", action="store_true",
+                   help="also trace the full genjax step and group XLA's op times by kind")
     a = p.parse_args()
     s = SHAPES[a.shape]
     s = _config_shape(s, _genjax_config(s, "phase", a.dtype))  # the default config's own
     cols = {}
     for impl in [x for x in a.impls.split(",") if x]:
-        cols[f"genjax {impl}"] = profile_genjax(s, impl, a.dtype, not a.no_layers)
+        cols[f"genjax {impl}"] = profile_genjax(s, impl, a.dtype, not a.no_layers,
+                                                a.xla_kinds)
     if not a.no_torch and importlib.util.find_spec("torch") is not None:
         cols["torch"] = profile_torch(s, not a.no_layers)
-    rows = list(next(iter(cols.values())))
+    rows = list(dict.fromkeys(r for c in cols.values() for r in c))
     names = list(cols)
     w0 = max(len(r) for r in rows)
     print(f"{s.name}: {s.describe()}, dtype {a.dtype}; ms per call (median)")
