@@ -169,3 +169,24 @@ def test_shape_errors():
         up_conv(x, k[:3])
     with pytest.raises(ValueError, match='impl'):
         jax.eval_shape(UpConv(2, impl='cudnn').init, jax.random.PRNGKey(0), x)
+
+
+# Bytes per example (float32, N=8, 4x4x3 input, Cout 4): up_conv's largest is its 8x8x4
+# output (1,024 B), down_conv's its 4x4x3 input (192 B); these limits give pieces of 2.
+@pytest.mark.parametrize('op,ref,limit', [(up_conv, lax_up_conv, 2048),
+                                          (down_conv, lax_down_conv, 400)])
+def test_cpu_batch_chunks_change_nothing(op, ref, limit, monkeypatch):
+    """With a tiny chunk limit the batch runs in pieces; values and gradients stay exact."""
+    from genjax.nn import conv
+
+    x, k = _inputs(8, 4, 4, 3, 4)
+    monkeypatch.setattr(conv, '_CPU_CHUNK_BYTES', limit)
+
+    def pieces():  # a fresh function each time: jax caches traces per function
+        jaxpr = jax.make_jaxpr(lambda x, k: op(x, k))(x, k).jaxpr
+        return sum('custom' in e.primitive.name for e in jaxpr.eqns)
+
+    assert pieces() == 4  # one custom-vjp call per piece of 2
+    _check_against(lambda x, k: op(x, k), ref, x, k)
+    monkeypatch.setattr(conv, '_CPU_CHUNK_BYTES', 2**20)
+    assert pieces() == 1  # small enough: one piece
