@@ -10,7 +10,6 @@ Exit status: 0 when training finished; 2 for a problem to fix (the message says 
 after saving a checkpoint, so a scheduler can requeue it.
 """
 
-import re
 import signal
 import sys
 from pathlib import Path
@@ -19,43 +18,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import genjax
-from genjax import config as config_lib
+from genjax.cli import parse_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Path to a config file under configs/.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
 flags.mark_flags_as_required(["config"])
-
-
-def parse_flags(argv):
-    """absl's parser, with config-override mistakes reported as one clean paragraph."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}{_expected_type(str(e))}\nPass --helpfull to list the flags.",
-              file=sys.stderr)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        # ml_collections raises these for an override of a field the config lacks
-        # ("Did you mean ...") or a value of the wrong type.
-        message = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'").split())
-        print(f"error: bad --config override: {message}. Every field is listed in the config "
-              "file and in genjax/config.py; fix the name or the value.", file=sys.stderr)
-    sys.exit(2)
-
-
-def _expected_type(message: str) -> str:
-    """'. Config field X must be a T (like V)' for a --config.X value that did not parse."""
-    match = re.search(r"--config\.([\w.]+)=", message)
-    if not match:
-        return ""
-    schemas = [config_lib.flatten(config_lib.defaults_for(task)) for task in config_lib.TASKS]
-    expected = next((s[match.group(1)] for s in schemas if match.group(1) in s), None)
-    if expected is None:
-        return ""
-    kind = type(expected).__name__
-    article = "an" if kind[0] in "aeiou" else "a"
-    return f". Config field {match.group(1)!r} must be {article} {kind} (like {expected!r})"
 
 
 def main(argv):

@@ -20,7 +20,9 @@ from genjax.errors import ConfigError
 GAN_LOSSES = tuple(losses.GAN_LOSSES)
 CONV_IMPLS = ("phase", "lax")
 DTYPES = ("float32", "bfloat16")
-TASKS = ("gan", "classifier")
+TASKS = ("gan", "classifier", "autoencoder", "vae")
+RECONSTRUCTION_LOSSES = tuple(losses.RECONSTRUCTION_LOSSES)
+CORRUPTIONS = ("none", "gaussian", "masking")
 
 
 def gan_defaults() -> ml_collections.ConfigDict:
@@ -103,11 +105,76 @@ def classifier_defaults() -> ml_collections.ConfigDict:
     return c
 
 
-_DEFAULTS = {"gan": gan_defaults, "classifier": classifier_defaults}
+def autoencoder_defaults() -> ml_collections.ConfigDict:
+    """Defaults of the convolutional autoencoder task (x -> z -> x)."""
+    c = ml_collections.ConfigDict()
+    c.task = "autoencoder"  # Which task in genjax.tasks trains this config.
+    c.seed = 0  # Seeds parameters, dropout, input corruption and the data order.
+    c.num_train_steps = 2000  # Parameter updates in the whole run.
+    c.batch_size = 64  # Global batch, split evenly over all local devices.
+    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
+    c.log_every_steps = 100  # Console and TensorBoard scalars.
+    c.sample_every_steps = 500  # Pictures (reconstructions, interpolations, ...) in samples/.
+    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
+    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+    c.num_sample_images = 64  # Images in a VAE's prior-sample grid (a square number reads best).
+    c.eval_every_steps = 0  # genjax.evaluate metrics (eval/*, <workdir>/eval/); 0 = off.
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
+    c.dataset.split = "train"  # TFDS split to train on.
+    c.dataset.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+
+    c.model = ml_collections.ConfigDict()
+    c.model.latent_dim = 16  # Size n of the code z (the image has m = size*size*channels).
+    c.model.width = 32  # Channels of the encoder's first block (doubling inwards).
+    c.model.batch_norm = True  # BatchNorm after each (de)convolution but the encoder's first.
+    c.model.dropout = 0.0  # Dropout rate after each hidden block (training only).
+    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    c.loss = "mse"  # Reconstruction loss: 'mse' (tanh output) or 'bernoulli' (sigmoid output).
+    c.learning_rate = 1e-3  # Peak Adam learning rate (cosine decay to 0 over the run).
+    c.weight_decay = 0.0  # AdamW's decoupled weight decay.
+
+    c.corruption = ml_collections.ConfigDict()  # Denoising mode: corrupt inputs, not targets.
+    c.corruption.kind = "none"  # 'none', 'gaussian' (add N(0, amount^2)), 'masking' (drop pixels).
+    c.corruption.amount = 0.0  # Noise std (gaussian, in [-1, 1] units) or drop probability.
+
+    c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
+    c.eval.split = "test"  # Held-out images: reconstructions, features, pictures.
+    c.eval.seed = 0  # Seeds the pictures' test images and the evaluation's random draws.
+    c.eval.num_samples = 0  # VAE samples for sample quality; 0 = as many as dataset.split has.
+    # A genjax classifier run for the VAE's sample quality; '' = runs/classifier_<dataset>.
+    c.eval.classifier_workdir = ""
+    # Another autoencoder/VAE run whose interpolations are drawn beside this one's, on the
+    # same test images (e.g. 'runs/ae' for a VAE); '' = none.
+    c.eval.compare_workdir = ""
+    return c
+
+
+def vae_defaults() -> ml_collections.ConfigDict:
+    """Defaults of the variational autoencoder task: the autoencoder's fields plus the
+    ELBO's (β, KL warm-up, Gaussian decoder std) and the likelihood estimate's."""
+    c = autoencoder_defaults()
+    c.task = "vae"
+    c.seed = 0  # Seeds parameters, dropout, the latent samples and the data order.
+    c.loss = "bernoulli"  # Decoder likelihood: 'bernoulli' or 'mse' (Gaussian, std decoder_std).
+    c.decoder_std = 0.1  # Std of the Gaussian decoder ('mse'), in [-1, 1] pixel units.
+    c.beta = 1.0  # Weight of the KL term (beta-VAE); the ELBO reported always uses 1.
+    c.kl_warmup_steps = 0  # The KL weight rises linearly from 0 to beta over these steps.
+    c.eval.iw_samples = 100  # k of the importance-weighted log-likelihood bound (IWAE).
+    del c["corruption"]
+    return c
+
+
+_DEFAULTS = {"gan": gan_defaults, "classifier": classifier_defaults,
+             "autoencoder": autoencoder_defaults, "vae": vae_defaults}
 
 # Fields whose change makes an existing checkpoint unusable (different shapes).
 SHAPE_FIELDS = ("task", "image_size", "model.latent_dim", "model.g_width", "model.d_width",
-                "model.width", "model.num_stages", "model.feature_dim")
+                "model.width", "model.num_stages", "model.feature_dim", "model.batch_norm")
 
 
 def defaults_for(task: str) -> ml_collections.ConfigDict:
@@ -237,7 +304,46 @@ def _validate_classifier(c: ml_collections.ConfigDict, given: dict[str, Any]) ->
     _require(c.weight_decay >= 0, "Config field 'weight_decay' must be 0 or positive.")
 
 
-_TASK_CHECKS = {"gan": _validate_gan, "classifier": _validate_classifier}
+def _validate_autoencoder(c: ml_collections.ConfigDict, given: dict[str, Any]) -> None:
+    del given  # every autoencoder config has every field
+    _require_positive(c, ("sample_every_steps", "num_sample_images", "model.latent_dim",
+                          "model.width"))
+    _require_choice(c, "loss", RECONSTRUCTION_LOSSES)
+    _require_choice(c, "model.conv_impl", CONV_IMPLS)
+    _require_choice(c, "model.dtype", DTYPES)
+    _require(0.0 <= c.model.dropout < 1.0,
+             f"Config field 'model.dropout' must be in [0, 1), got {c.model.dropout}.")
+    _require(c.learning_rate > 0, "Config field 'learning_rate' must be positive.")
+    _require(c.weight_decay >= 0, "Config field 'weight_decay' must be 0 or positive.")
+    _require(c.eval.num_samples >= 0,
+             "Config field 'eval.num_samples' must be 0 (as many as the training split has) "
+             f"or positive, got {c.eval.num_samples}.")
+    if c.task == "autoencoder":
+        _require_choice(c, "corruption.kind", CORRUPTIONS)
+        amount = c.corruption.amount
+        if c.corruption.kind == "gaussian":
+            _require(amount > 0, "Config field 'corruption.amount' is the noise std of "
+                     f"corruption.kind='gaussian' and must be positive, got {amount}.")
+        elif c.corruption.kind == "masking":
+            _require(0 < amount < 1, "Config field 'corruption.amount' is the drop probability "
+                     f"of corruption.kind='masking' and must be in (0, 1), got {amount}.")
+        else:
+            _require(amount == 0, "Config field 'corruption.amount' is set but "
+                     "corruption.kind is 'none'; set corruption.kind to 'gaussian' or "
+                     "'masking' for a denoising autoencoder, or leave the amount at 0.")
+    else:
+        _require(c.beta >= 0, f"Config field 'beta' must be 0 or positive, got {c.beta}.")
+        _require(c.kl_warmup_steps >= 0,
+                 f"Config field 'kl_warmup_steps' must be 0 or positive, got "
+                 f"{c.kl_warmup_steps}.")
+        _require(c.decoder_std > 0,
+                 f"Config field 'decoder_std' must be positive, got {c.decoder_std}.")
+        _require(c.eval.iw_samples >= 1,
+                 f"Config field 'eval.iw_samples' must be at least 1, got {c.eval.iw_samples}.")
+
+
+_TASK_CHECKS = {"gan": _validate_gan, "classifier": _validate_classifier,
+                "autoencoder": _validate_autoencoder, "vae": _validate_autoencoder}
 
 
 def schema_value(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -43,6 +43,7 @@ from tensorboardX import SummaryWriter
 from genjax import config as config_lib
 from genjax import data, evaluate, parallel, tasks, viz
 from genjax.checkpoint import Checkpoints, library_versions
+from genjax.evaluate import images as eval_images
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
                            CorruptCheckpointError, NonFiniteError, Preempted)
 from genjax.preemption import StopSignal
@@ -147,6 +148,72 @@ def _write_samples(task, host_state, config, workdir: Path, step: int, logger) -
     path = viz.save_png(workdir / "samples" / f"step_{step:06d}.png", grid)
     logger.image("samples", step, grid)
     return path
+
+
+class _Pictures(NamedTuple):
+    """What an autoencoder run draws its pictures from: fixed held-out images, and the
+    run named by eval.compare_workdir (task, state), whose interpolations of the same
+    images are drawn in the rows between this run's."""
+    images: np.ndarray
+    partner: tuple[Any, Any] | None = None
+
+
+NUM_PICTURE_IMAGES = 64  # Held-out images the pictures use (traversal ranges come from all).
+
+
+def _picture_inputs(config, task) -> _Pictures | None:
+    """The held-out images (eval.split, a subset fixed by eval.seed) and the comparison run,
+    loaded once before training; None for tasks that draw no pictures."""
+    if task.pictures is None:
+        return None
+    settings = config.eval
+    images, _ = eval_images.load_images(
+        config.dataset.name, settings.split, image_size=config.image_size,
+        num=NUM_PICTURE_IMAGES, seed=settings.seed, data_dir=_data_dir(config))
+    partner = None
+    if settings.get("compare_workdir", ""):
+        partner = _load_partner(Path(settings.compare_workdir), images.shape[1:])
+    return _Pictures(images, partner)
+
+
+def _load_partner(workdir: Path, image_shape) -> tuple[Any, Any] | None:
+    from genjax.sample import load_run  # lazily: it is only needed here
+
+    try:
+        _, task, state = load_run(workdir)
+    except CheckpointError as e:
+        logging.warning("eval.compare_workdir: %s Drawing this run's interpolations alone.", e)
+        return None
+    if task.interpolate is None:
+        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, which is "
+                          "not an autoencoder or VAE run. Name one, or set it to ''.")
+    shape = jax.eval_shape(task.decode, state, jax.ShapeDtypeStruct((1, task.latent_dim),
+                                                                    jnp.float32)).shape[1:]
+    if tuple(shape) != tuple(image_shape):
+        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, whose "
+                          f"images are {tuple(shape)}, not {tuple(image_shape)} like this "
+                          "run's. Name a run on the same dataset and image_size, or set it "
+                          "to ''.")
+    return task, state
+
+
+def _write_pictures(run, host_state, step: int) -> None:
+    from genjax.tasks.autoencoder import interpolation_rows
+
+    key = jax.random.fold_in(jax.random.key(run.config.seed), SAMPLE_STREAM)
+    pictures = run.task.pictures(host_state, run.pictures.images, key)
+    if run.pictures.partner is not None:
+        task, state = run.pictures.partner
+        ours, columns = pictures["interpolations"]
+        theirs = interpolation_rows(task.interpolate, state, run.pictures.images)
+        both = np.stack([ours.reshape(-1, columns, *ours.shape[1:]),
+                         theirs.reshape(-1, columns, *ours.shape[1:])], axis=1)
+        pictures["interpolations"] = (both.reshape(-1, *ours.shape[1:]), columns)
+    scale = viz.legible_scale(run.config.image_size)
+    for name, (images, columns) in pictures.items():
+        grid = viz.image_grid(images, ncol=columns, scale=scale)
+        viz.save_png(run.workdir / "samples" / f"{name}_step_{step:06d}.png", grid)
+        run.logger.image(name, step, grid)
 
 
 def _checkpoint_meta(config, meta) -> dict:
@@ -299,6 +366,7 @@ class _Run(NamedTuple):
     logger: _Logger
     workdir: Path
     evaluate: Any = None  # evaluate.make_evaluator's hook, or None: (host state, step) -> scalars
+    pictures: _Pictures | None = None  # an autoencoder's picture inputs (`_picture_inputs`)
 
 
 def _check_streak(run: _Run, step: int, tripped) -> None:
@@ -360,10 +428,12 @@ def _train(run: _Run, state, pipeline) -> Any:
             if step % config.log_every_steps == 0 or step == total:
                 run.logger.scalars(step, parallel.unreplicate(metrics))
                 _check_streak(run, step, tripped)
-            if run.task.sample is not None and (step % config.sample_every_steps == 0
-                                                or step == total):
-                _write_samples(run.task, parallel.unreplicate(p_state), config, run.workdir,
-                               step, run.logger)
+            if step % config.get("sample_every_steps", total) == 0 or step == total:
+                if run.task.sample is not None:
+                    _write_samples(run.task, parallel.unreplicate(p_state), config,
+                                   run.workdir, step, run.logger)
+                if run.pictures is not None:
+                    _write_pictures(run, parallel.unreplicate(p_state), step)
             if run.evaluate is not None and (step % config.eval_every_steps == 0
                                              or step == total):
                 run.logger.evaluation(step, run.evaluate(parallel.unreplicate(p_state), step))
@@ -396,6 +466,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     task = tasks.make(config, meta)
     # Before anything is written: a missing feature extractor fails here.
     evaluator = evaluate.make_evaluator(config, task, workdir)
+    pictures = _picture_inputs(config, task)
 
     checkpoints = _open_checkpoints(workdir, config)
     logger = None
@@ -404,8 +475,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
         _write_config(workdir, config)
         logger = _Logger(workdir, config.num_train_steps, config.batch_size,
                          int(getattr(state, "skipped", 0)))
-        return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator), state,
-                      pipeline)
+        return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,
+                           pictures), state, pipeline)
     finally:
         checkpoints.close()
         if logger is not None:

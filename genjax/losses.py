@@ -1,6 +1,7 @@
-"""GAN losses as pure functions of discriminator logits.
+"""Losses as pure functions of model outputs: the GAN losses of discriminator logits, and
+the autoencoders' reconstruction likelihoods and KL divergences (at the end).
 
-Conventions: real = 1, fake = 0 (the seed notes use both labellings; genjax uses
+GAN losses. Conventions: real = 1, fake = 0 (the seed notes use both labellings; genjax uses
 the standard one). `real` and `fake` are the discriminator's raw outputs (logits,
 D(x) = sigmoid(logit) for the probabilistic losses). Every loss is written with
 `softplus` so that it stays finite for logits of any size:
@@ -14,8 +15,10 @@ mean; each generator loss returns a scalar. `get(name)` picks a pair by name.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax.nn import relu, softplus
 
@@ -79,3 +82,65 @@ def get(name: str) -> GANLoss:
     if name not in GAN_LOSSES:
         raise KeyError(f"Unknown GAN loss {name!r}; valid: {', '.join(GAN_LOSSES)}.")
     return GAN_LOSSES[name]
+
+
+# ----------------------------------------------------------------------- autoencoders
+#
+# Images are in [-1, 1]. A decoder outputs per-pixel logits; `decoded_image` maps them to
+# an image for each reconstruction model. Log-likelihoods and KL divergences are summed
+# over an example's pixels or latent dimensions (nats per example); losses are means.
+
+RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _per_example_sum(x):
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
+
+
+def decoded_image(logits, likelihood: str):
+    """The image [-1, 1] a decoder's logits stand for: tanh for 'mse' (the Gaussian
+    mean), 2·sigmoid - 1 for 'bernoulli' (the mean intensity)."""
+    if likelihood == "mse":
+        return jnp.tanh(logits)
+    if likelihood == "bernoulli":
+        return 2.0 * jax.nn.sigmoid(logits) - 1.0
+    raise KeyError(f"Unknown reconstruction loss {likelihood!r}; valid: "
+                   f"{', '.join(RECONSTRUCTION_LOSSES)}.")
+
+
+def bernoulli_log_likelihood(logits, x):
+    """log p(x | logits) per example with intensities t = (x + 1) / 2 in [0, 1] as
+    Bernoulli targets (exact for binary images; the usual cross-entropy otherwise):
+    sum t·log σ(l) + (1 - t)·log(1 - σ(l)) = sum t·l - softplus(l)."""
+    t = (x + 1.0) / 2.0
+    return _per_example_sum(t * logits - softplus(logits))
+
+
+def gaussian_log_likelihood(mean, x, std: float):
+    """log N(x; mean, std²·I) per example."""
+    return _per_example_sum(-0.5 * jnp.square((x - mean) / std) - jnp.log(std) - _HALF_LOG_2PI)
+
+
+def log_normal(z, mean, log_std):
+    """log N(z; mean, diag(exp(log_std))²) per example; the standard normal for 0, 0."""
+    return _per_example_sum(-0.5 * jnp.square((z - mean) * jnp.exp(-log_std)) - log_std
+                            - _HALF_LOG_2PI)
+
+
+def gaussian_kl(mean, log_std):
+    """KL(N(mean, diag(exp(log_std))²) || N(0, I)) per example, in closed form:
+    sum ½(mean² + std² - 1) - log std."""
+    return _per_example_sum(0.5 * (jnp.square(mean) + jnp.exp(2.0 * log_std) - 1.0) - log_std)
+
+
+def reconstruction_loss(logits, x, likelihood: str):
+    """The autoencoder's loss, a batch mean per pixel: squared error of the tanh image
+    ('mse') or the Bernoulli cross-entropy ('bernoulli')."""
+    pixels = x[0].size
+    if likelihood == "mse":
+        return jnp.mean(jnp.square(jnp.tanh(logits) - x))
+    if likelihood == "bernoulli":
+        return -jnp.mean(bernoulli_log_likelihood(logits, x)) / pixels
+    raise KeyError(f"Unknown reconstruction loss {likelihood!r}; valid: "
+                   f"{', '.join(RECONSTRUCTION_LOSSES)}.")

@@ -36,7 +36,9 @@ class GANState:
 
 
 @flax.struct.dataclass
-class ClassifierState:
+class ModelState:
+    """One model trained by one optimiser: a classifier, an autoencoder, a VAE."""
+
     step: jnp.ndarray  # int32: completed updates.
     key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
     model: Player

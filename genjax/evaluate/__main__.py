@@ -6,7 +6,9 @@ A GAN run: N images of the EMA generator (eval-mode BatchNorm) against the real 
 of the config's eval.split, beside real training images against the same reference
 (the floor); the features come from the genjax classifier in --extractor_workdir, by
 default the config's eval.classifier_workdir or runs/classifier_<dataset>. A classifier
-run: its accuracy on eval.split. Writes <workdir>/eval/step_<N>.json and prints a table.
+run: its accuracy on eval.split. An autoencoder or VAE run: compression, features,
+likelihood and sample quality (genjax.evaluate.autoencoding). Writes
+<workdir>/eval/step_<N>.json and prints a table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import sys
 
 
 def _table(result: dict) -> str:
+    if result["kind"] == "autoencoder":
+        from genjax.evaluate.autoencoding import table
+        return table(result)
     if result["kind"] == "classification":
         p = result["protocol"]
         return (f"step {result['step']}: accuracy {result['test_accuracy']:.4f} on "

@@ -20,6 +20,8 @@ Generative runs (task 'gan'), `GenerativeEvaluator`:
     `default_classifier_workdir`).
 Classifier runs (task 'classifier'), `ClassifierEvaluator`: accuracy on all of
 eval.split, in evaluation mode.
+Autoencoder and VAE runs: `autoencoding.AutoencoderEvaluator` (compression, features,
+likelihood and, for a VAE, the sample quality above).
 Every result records its protocol (counts, splits, extractor name and weights
 checksum, seed, generator, BatchNorm mode, metric settings, library versions).
 """
@@ -220,6 +222,9 @@ def scalars(result: dict) -> dict[str, float]:
     """TensorBoard scalars of a result: eval/<metric>, and eval_floor/<metric>."""
     if result["kind"] == "classification":
         return {"eval/accuracy": result["test_accuracy"], "eval/loss": result["test_loss"]}
+    if result["kind"] == "autoencoder":
+        from genjax.evaluate import autoencoding
+        return autoencoding.scalars(result)
     out = {f"eval/{k}": v for k, v in result["generated"].items()}
     out.update({f"eval_floor/{k}": v for k, v in result["floor"].items()})
     return out
@@ -237,6 +242,9 @@ def make_evaluator(config: ml_collections.ConfigDict, task,
         return None
     if task.classify is not None:
         evaluator = ClassifierEvaluator(config)
+    elif task.encode is not None:
+        from genjax.evaluate.autoencoding import AutoencoderEvaluator
+        evaluator = AutoencoderEvaluator(config)
     elif task.sample is not None:
         extractor_dir = default_classifier_workdir(config)
         evaluator = GenerativeEvaluator(
@@ -270,6 +278,11 @@ def evaluate_workdir(workdir, num: int | None = None, seed: int | None = None, *
     config, task, state = load_run(workdir, step)
     if task.classify is not None:
         evaluator = ClassifierEvaluator(config)
+    elif task.encode is not None:
+        from genjax.evaluate.autoencoding import AutoencoderEvaluator
+        if extractor is None and extractor_workdir:
+            extractor = ClassifierExtractor.from_workdir(extractor_workdir, config.dataset.name)
+        evaluator = AutoencoderEvaluator(config, extractor, num=num, seed=seed)
     else:
         if extractor is None:
             extractor = ClassifierExtractor.from_workdir(

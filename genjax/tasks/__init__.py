@@ -6,8 +6,16 @@ A task is `Task(init, train_step, sample, generate, latent_dim, classify)`:
   sample(state, key, num) -> images        float32 NHWC in [-1, 1], one device
   generate(state, z) -> images             the images of given latent codes z [N, latent_dim]
   classify(state, images) -> (logits, features)  a classifier's outputs, one device
+  encode(state, images) -> codes           an autoencoder's codes z (a VAE's posterior means)
+  decode(state, z) -> images               the images of codes (autoencoders)
+  reconstruct(state, images) -> images     decode(encode(images))
+  interpolate(state, a, b, num) -> images  decodings along the line between two codes
+  pictures(state, images, key) -> {name: (images, columns)}  grids the loop draws from
+                                           fixed held-out images (autoencoders)
+  log_likelihood(state, images, key, k) -> {'elbo', 'iwae', ...}  per-image bounds (VAE)
 Only `init` and `train_step` are required: a task that does not generate images has no
 `sample` (the loop then draws no sample grids), one that does not classify no `classify`.
+The functions after `train_step` run on one device, in evaluation mode.
 `make(config, meta)` builds the task that `config.task` names.
 """
 
@@ -23,10 +31,17 @@ class Task(NamedTuple):
     generate: Callable[[Any, Any], Any] | None = None
     latent_dim: int = 0
     classify: Callable[[Any, Any], tuple[Any, Any]] | None = None
+    encode: Callable[[Any, Any], Any] | None = None
+    decode: Callable[[Any, Any], Any] | None = None
+    reconstruct: Callable[[Any, Any], Any] | None = None
+    interpolate: Callable[..., Any] | None = None
+    pictures: Callable[[Any, Any, Any], dict] | None = None
+    log_likelihood: Callable[..., dict] | None = None
 
 
 def make(config, meta) -> Task:
-    from genjax.tasks import classifier, gan
+    from genjax.tasks import autoencoder, classifier, gan
 
-    makers = {"gan": gan.make, "classifier": classifier.make}
+    makers = {"gan": gan.make, "classifier": classifier.make, "autoencoder": autoencoder.make,
+              "vae": autoencoder.make}
     return makers[config.task](config, meta)

@@ -22,7 +22,7 @@ import optax
 from genjax import parallel
 from genjax.errors import ConfigError
 from genjax.models.classifier import Classifier
-from genjax.state import ClassifierState, init_player, update_player
+from genjax.state import ModelState, init_player, update_player
 from genjax.tasks import Task
 
 
@@ -39,18 +39,18 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
     return optax.adamw(schedule, weight_decay=config.weight_decay)
 
 
-def init(seed: int, *, model: Classifier, tx, image_shape) -> ClassifierState:
+def init(seed: int, *, model: Classifier, tx, image_shape) -> ModelState:
     params_key, train_key = jax.random.split(jax.random.key(seed))
     # train=False: BatchNorm creates its statistics without needing the device axis.
     variables = model.init(params_key, jnp.zeros((2, *image_shape)), train=False)
-    return ClassifierState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(train_key),
+    return ModelState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(train_key),
                            model=init_player(variables, tx),
                            skipped=jnp.zeros((), jnp.int32),
                            nonfinite_streak=jnp.zeros((), jnp.int32))
 
 
-def train_step(state: ClassifierState, batch: dict, *, model: Classifier,
-               tx) -> tuple[ClassifierState, dict]:
+def train_step(state: ModelState, batch: dict, *, model: Classifier,
+               tx) -> tuple[ModelState, dict]:
     """One cross-entropy update on this device's share of the global batch."""
     images, labels = batch["image"], batch["label"]
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -74,7 +74,7 @@ def train_step(state: ClassifierState, batch: dict, *, model: Classifier,
     return state, metrics
 
 
-def classify(state: ClassifierState, images: jnp.ndarray, *, model: Classifier,
+def classify(state: ModelState, images: jnp.ndarray, *, model: Classifier,
              chunk: int = 512) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(logits [N, K], features [N, feature_dim]) of images [N, H, W, C] in [-1, 1], in
     evaluation mode (running BatchNorm averages, no dropout): each image's outputs depend

@@ -1,0 +1,216 @@
+"""Evaluation of autoencoders and VAEs: compression, features, likelihood, samples.
+
+Protocol (`AutoencoderEvaluator`), all in evaluation mode (BatchNorm running averages, no
+dropout, a VAE's code is its posterior mean):
+  * test images: eval.split (default 'test'), all of it up to 10,000 (a subset fixed by
+    eval.seed beyond); training images: dataset.split, likewise. Both preprocessed
+    exactly as training batches are.
+  * compression: reconstruction MSE of the test images in [-1, 1] units and PSNR =
+    10·log10(2² / MSE) dB (= 255² / MSE in uint8 units); the bits of the code z (n float32
+    numbers = 32n bits, or 8n bits with each dimension quantised uniformly to 256 levels
+    between its test-set minimum and maximum, whose MSE/PSNR are reported too) against
+    the bits of the image (8 per pixel and channel); and the linear baseline: PCA with n
+    components fitted on the training images.
+  * features (datasets with labels): `features.feature_report`: linear-probe accuracy
+    (train -> test) and k-means NMI (test) of the codes, beside raw pixels and PCA of the
+    pixels with as many dimensions as the code.
+  * likelihood (VAE): per test image, the ELBO (closed-form KL, reconstruction term
+    averaged over k posterior samples) and the importance-weighted bound with the same
+    k = eval.iw_samples samples (Burda et al. 2016), in nats per image and bits per
+    dimension. With a Bernoulli decoder on grey-level images these are the usual
+    cross-entropy bounds, not densities of discrete data.
+  * sample quality (VAE): the GAN protocol of `evaluator.GenerativeEvaluator` on prior
+    samples (Fréchet distance, KID, precision/recall in a genjax classifier's features),
+    when that classifier exists; otherwise the result says how to train it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from sklearn.decomposition import PCA
+
+from genjax.checkpoint import library_versions
+from genjax.errors import GenjaxError
+from genjax.evaluate import features as features_lib
+from genjax.evaluate import images as images_lib
+from genjax.evaluate.evaluator import (MAX_SAMPLES, GenerativeEvaluator,
+                                       default_classifier_workdir, eval_settings)
+from genjax.evaluate.extractors import ClassifierExtractor, Extractor
+
+QUANTISATION_BITS = 8
+
+
+def psnr(mse: float) -> float:
+    """PSNR in dB of an MSE in [-1, 1] units (peak-to-peak 2)."""
+    return float(10.0 * math.log10(4.0 / mse)) if mse > 0 else float("inf")
+
+
+def quantise(codes: np.ndarray, bits: int = QUANTISATION_BITS) -> np.ndarray:
+    """Each dimension rounded to one of 2^bits levels spread evenly between its minimum
+    and maximum over `codes` (the uniform scalar quantiser a codec would use)."""
+    lo, hi = codes.min(0), codes.max(0)
+    scale = np.where(hi > lo, (hi - lo) / (2 ** bits - 1), 1.0)
+    return (np.rint((codes - lo) / scale) * scale + lo).astype(np.float32)
+
+
+def compression_report(task, state, images: np.ndarray) -> dict:
+    codes = np.asarray(task.encode(state, images))
+    mse = float(np.mean(np.square(np.asarray(task.reconstruct(state, images)) - images)))
+    mse_q = float(np.mean(np.square(np.asarray(task.decode(state, quantise(codes))) - images)))
+    n, pixels = codes.shape[1], int(np.prod(images.shape[1:]))
+    return {"mse": mse, "psnr": psnr(mse), "code_dims": n, "image_values": pixels,
+            "code_bits_float32": 32 * n, f"code_bits_{QUANTISATION_BITS}bit": QUANTISATION_BITS * n,
+            "image_bits": 8 * pixels,
+            "compression_ratio": 8 * pixels / (QUANTISATION_BITS * n),
+            f"mse_{QUANTISATION_BITS}bit": mse_q, f"psnr_{QUANTISATION_BITS}bit": psnr(mse_q)}
+
+
+def pca_mse(train_images: np.ndarray, test_images: np.ndarray, dims: int, seed: int) -> float:
+    """Test MSE of the linear baseline at the same code size: PCA with `dims` components
+    fitted on the training images, test images projected and mapped back."""
+    flat = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731
+    dims = min(dims, *flat(train_images).shape)
+    pca = PCA(n_components=dims, random_state=seed).fit(flat(train_images))
+    test = flat(test_images)
+    return float(np.mean(np.square(pca.inverse_transform(pca.transform(test)) - test)))
+
+
+def _optional_extractor(config) -> tuple[Extractor | None, str]:
+    """The classifier for a VAE's sample quality, or (None, why not)."""
+    try:
+        return ClassifierExtractor.from_workdir(default_classifier_workdir(config),
+                                                config.dataset.name), ""
+    except GenjaxError as e:
+        return None, str(e)
+
+
+class AutoencoderEvaluator:
+    """The protocol of the module docstring; the real images are read once, at construction."""
+
+    def __init__(self, config: ml_collections.ConfigDict, extractor: Extractor | None = None,
+                 *, num: int | None = None, seed: int | None = None, sample_quality=True):
+        settings = eval_settings(config)
+        self.config = config
+        self.seed = int(settings["seed"] if seed is None else seed)
+        self.split = settings["split"]
+        self.variational = config.task == "vae"
+        self.iw_samples = int(config.eval.get("iw_samples", 1))
+        name, data_dir = config.dataset.name, config.dataset.data_dir or None
+        load = lambda split: images_lib.load_images(  # noqa: E731
+            name, split, image_size=config.image_size, num=MAX_SAMPLES, seed=self.seed,
+            data_dir=data_dir)
+        self.test_images, self.test_labels = load(self.split)
+        self.train_images, self.train_labels = load(config.dataset.split)
+        self.labelled = np.unique(self.test_labels).size > 1
+        self.generative, self.skipped = None, "only a VAE generates images"
+        if self.variational and sample_quality:
+            if extractor is None:
+                extractor, self.skipped = _optional_extractor(config)
+            if extractor is not None:
+                self.generative = GenerativeEvaluator(config, extractor, num=num, seed=seed)
+
+    def protocol(self) -> dict:
+        c = self.config
+        out = {"dataset": c.dataset.name, "image_size": c.image_size,
+               "test_split": self.split, "train_split": c.dataset.split,
+               "num_test": int(self.test_images.shape[0]),
+               "num_train": int(self.train_images.shape[0]), "seed": self.seed,
+               "mode": "eval (BatchNorm running averages, no dropout); VAE codes are "
+                       "posterior means",
+               "psnr": "10 log10(2^2 / MSE), images in [-1, 1]",
+               "quantisation": f"{QUANTISATION_BITS} bits per code dimension, uniform between "
+                               "its test-set min and max",
+               "versions": library_versions()}
+        if self.variational:
+            out["likelihood"] = {"k": self.iw_samples, "decoder": c.loss,
+                                 "elbo": "closed-form KL, reconstruction averaged over k "
+                                         "samples of q(z|x)",
+                                 "iwae": "log mean_j p(x|z_j) p(z_j) / q(z_j|x), same samples"}
+        return out
+
+    def __call__(self, task, state, step: int) -> dict:
+        start = time.perf_counter()
+        compression = compression_report(task, state, self.test_images)
+        compression["pca_mse"] = pca_mse(self.train_images, self.test_images,
+                                         compression["code_dims"], self.seed)
+        compression["pca_psnr"] = psnr(compression["pca_mse"])
+        result = {"kind": "autoencoder", "task": self.config.task, "step": int(step),
+                  "compression": compression}
+        if self.labelled:
+            result["features"] = features_lib.feature_report(
+                np.asarray(task.encode(state, self.train_images)), self.train_labels,
+                np.asarray(task.encode(state, self.test_images)), self.test_labels,
+                self.train_images, self.test_images, seed=self.seed)
+        if self.variational:
+            bounds = task.log_likelihood(state, self.test_images, jax.random.key(self.seed),
+                                         self.iw_samples)
+            dims = int(np.prod(self.test_images.shape[1:]))
+            means = {k: float(np.mean(v)) for k, v in bounds.items()}
+            result["likelihood"] = {
+                "elbo_nats": means["elbo"], "iwae_nats": means["iwae"], "k": self.iw_samples,
+                "reconstruction_nats": -means["reconstruction"], "kl_nats": means["kl"],
+                "iwae_bits_per_dim": -means["iwae"] / (dims * math.log(2.0))}
+            if self.generative is not None:
+                quality = self.generative(task, state, step)
+                result["sample_quality"] = {k: quality[k] for k in
+                                            ("generated", "floor", "protocol")}
+            else:
+                result["sample_quality"] = {"skipped": self.skipped}
+        result["protocol"] = self.protocol()
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        return result
+
+
+def scalars(result: dict) -> dict[str, float]:
+    """TensorBoard scalars of an autoencoder result."""
+    c = result["compression"]
+    out = {"eval/mse": c["mse"], "eval/psnr": c["psnr"],
+           f"eval/psnr_{QUANTISATION_BITS}bit": c[f"psnr_{QUANTISATION_BITS}bit"]}
+    for name in ("codes", "pixels", "pca"):
+        if name in result.get("features", {}):
+            f = result["features"][name]
+            out[f"eval/probe_{name}"] = f["linear_probe_accuracy"]
+            out[f"eval/nmi_{name}"] = f["kmeans_nmi"]
+    if "likelihood" in result:
+        out["eval/elbo"] = result["likelihood"]["elbo_nats"]
+        out["eval/iwae"] = result["likelihood"]["iwae_nats"]
+    for k, v in result.get("sample_quality", {}).get("generated", {}).items():
+        out[f"eval/{k}"] = v
+    return out
+
+
+def table(result: dict) -> str:
+    """The printed summary of `python -m genjax.evaluate` for an autoencoder run."""
+    c, p = result["compression"], result["protocol"]
+    q = QUANTISATION_BITS
+    lines = [f"step {result['step']} ({result['task']}) on {p['num_test']} "
+             f"{p['dataset']}/{p['test_split']} images",
+             f"compression: code {c['code_dims']} numbers ({c[f'code_bits_{q}bit']} bits at "
+             f"{q} bits each) for {c['image_bits']} image bits, ratio "
+             f"{c['compression_ratio']:.1f}; MSE {c['mse']:.4g}, PSNR {c['psnr']:.2f} dB "
+             f"(quantised: {c[f'psnr_{q}bit']:.2f} dB; PCA with as many components: "
+             f"{c['pca_psnr']:.2f} dB)"]
+    if "features" in result:
+        lines.append(f"{'features':>10} {'dims':>6} {'probe acc':>10} {'k-means NMI':>12}")
+        for name in ("codes", "pixels", "pca"):
+            f = result["features"][name]
+            lines.append(f"{name:>10} {f['dims']:>6} {f['linear_probe_accuracy']:>10.4f} "
+                         f"{f['kmeans_nmi']:>12.4f}")
+    if "likelihood" in result:
+        lk = result["likelihood"]
+        lines.append(f"likelihood: ELBO {lk['elbo_nats']:.2f} nats/image, IWAE (k={lk['k']}) "
+                     f"{lk['iwae_nats']:.2f} nats/image ({lk['iwae_bits_per_dim']:.4f} "
+                     f"bits/dim); KL {lk['kl_nats']:.2f}")
+    sq = result.get("sample_quality", {})
+    if "generated" in sq:
+        g, f = sq["generated"], sq["floor"]
+        lines.append(f"samples: FD {g['fd']:.3g} (floor {f['fd']:.3g}), KID {g['kid']:.3g}, "
+                     f"precision {g['precision']:.3f}, recall {g['recall']:.3f}")
+    elif "skipped" in sq:
+        lines.append(f"samples: not measured: {sq['skipped']}")
+    return "\n".join(lines)
