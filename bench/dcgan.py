@@ -3,6 +3,7 @@
     python bench/dcgan.py                      # the three default shapes, phase convs, float32
     python bench/dcgan.py --conv_impl=lax      # the plain XLA (de)convolutions instead
     python bench/dcgan.py --shapes=32x32x1 --dtype=bfloat16 --no_torch --json=out.json
+    JAX_PLATFORMS=cuda python bench/dcgan.py --torch_device=cuda   # both on one GPU
 
 For each shape, one fresh subprocess builds the GAN task (`genjax.tasks.make`) and
 times its `pmap`ped `train_step` on 1 device with a fixed, device-resident synthetic
@@ -283,13 +284,13 @@ def worker_genjax(s: Shape, conv_impl: str, dtype: str, steps: int, warmup: int,
 
 
 def worker_torch(s: Shape, steps: int, warmup: int, windows: int,
-                 window_seconds: float) -> dict:
+                 window_seconds: float, device: str = "cpu") -> dict:
     """Times the PyTorch DCGAN of bench/torch_dcgan.py for one shape."""
     import torch_dcgan
 
     quiet = wait_for_quiet(QUIET_WAIT_S)
     load = _load_avg()
-    kw = {"d_width": s.d_width, "d_dropout": s.d_dropout}
+    kw = {"d_width": s.d_width, "d_dropout": s.d_dropout, "device": device}
     if steps <= 0:  # Calibrate the window length on a short run.
         probe = torch_dcgan.benchmark_detail(s.image_size, s.channels, s.g_width, s.batch,
                                              s.latent_dim, steps=2, warmup=warmup, windows=1,
@@ -396,6 +397,9 @@ def main(argv=None) -> None:
     p.add_argument("--windows", type=int, default=5, help="timed windows; the median is reported")
     p.add_argument("--window_seconds", type=float, default=3.0)
     p.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--torch_device", default="cpu",
+                   help="where the PyTorch reference runs: 'cpu', or 'cuda' beside "
+                        "JAX_PLATFORMS=cuda")
     p.add_argument("--json", default="", help="also write all results to this JSON file")
     p.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -436,7 +440,8 @@ def main(argv=None) -> None:
                if "error" not in g else f"  {name}: genjax failed")
         if torch_note is None:
             shape_used = g.get("shape", shape)  # the default config's actual shape
-            row["torch"] = _run_worker("torch", {"shape": shape_used, **run})
+            row["torch"] = _run_worker("torch", {"shape": shape_used, "device": a.torch_device,
+                                                 **run})
             t = row["torch"]
             msg += (f", torch {t['steps_per_sec']:.2f} steps/s "
                     f"({t['windows_discarded']} busy windows repeated)"

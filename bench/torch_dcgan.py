@@ -123,11 +123,12 @@ class DCGANTrainer:
 
     def __init__(self, image_size: int, channels: int, width: int, latent_dim: int,
                  batch: int, ema_decay: float = 0.999, seed: int = 0,
-                 d_width: int | None = None, d_dropout: float = 0.0):
+                 d_width: int | None = None, d_dropout: float = 0.0, device: str = "cpu"):
         torch.manual_seed(seed)
         self.batch, self.latent_dim, self.ema_decay = batch, latent_dim, ema_decay
-        self.G = Generator(image_size, channels, width, latent_dim)
-        self.D = Discriminator(image_size, channels, d_width or width, d_dropout)
+        self.device = torch.device(device)
+        self.G = Generator(image_size, channels, width, latent_dim).to(self.device)
+        self.D = Discriminator(image_size, channels, d_width or width, d_dropout).to(self.device)
         dcgan_init(self.G)
         dcgan_init(self.D)
         self.G.train()
@@ -138,8 +139,8 @@ class DCGANTrainer:
         self._g_tensors = [p for p in self.G.parameters()] + [
             b for b in self.G.buffers() if b.is_floating_point()]
         self._ema = [t.detach().clone() for t in self._g_tensors]
-        self.ones = torch.ones(batch)
-        self.zeros = torch.zeros(batch)
+        self.ones = torch.ones(batch, device=self.device)
+        self.zeros = torch.zeros(batch, device=self.device)
         self.step = 0
 
     def train_step(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,7 +148,7 @@ class DCGANTrainer:
         G, D = self.G, self.D
         # 1. Discriminator.
         with torch.no_grad():
-            fake = G(torch.randn(self.batch, self.latent_dim))
+            fake = G(torch.randn(self.batch, self.latent_dim, device=self.device))
         self.d_opt.zero_grad(set_to_none=True)
         real_logits = D(real)
         fake_logits = D(fake)
@@ -158,7 +159,7 @@ class DCGANTrainer:
         # 2. Generator, through a frozen discriminator (no D weight gradients).
         D.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
-        logits = D(G(torch.randn(self.batch, self.latent_dim)))
+        logits = D(G(torch.randn(self.batch, self.latent_dim, device=self.device)))
         g_loss = F.binary_cross_entropy_with_logits(logits, self.ones)
         g_loss.backward()
         self.g_opt.step()
@@ -188,13 +189,17 @@ def benchmark(image_size: int, channels: int, width: int, batch: int, latent_dim
 
 def benchmark_detail(image_size: int, channels: int, width: int, batch: int, latent_dim: int,
                      steps: int, warmup: int, windows: int = 5, threads: int | None = None,
-                     d_width: int | None = None, d_dropout: float = 0.0) -> dict:
+                     d_width: int | None = None, d_dropout: float = 0.0,
+                     device: str = "cpu") -> dict:
     """As `benchmark`, returning a dict: steps_per_sec, window_rates, first_step_s and
-    the window details of `windows.timed_windows`."""
+    the window details of `windows.timed_windows`. `device` 'cuda' runs on the GPU (with
+    cuDNN's autotuner on); each window ends by reading the losses, which waits for it."""
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
     trainer = DCGANTrainer(image_size, channels, width, latent_dim, batch, d_width=d_width,
-                           d_dropout=d_dropout)
-    real = torch.rand(batch, channels, image_size, image_size) * 2 - 1
+                           d_dropout=d_dropout, device=device)
+    real = torch.rand(batch, channels, image_size, image_size, device=device) * 2 - 1
     t0 = time.perf_counter()
     trainer.train_step(real)
     first = time.perf_counter() - t0
@@ -204,7 +209,7 @@ def benchmark_detail(image_size: int, channels: int, width: int, batch: int, lat
     def run_steps(n: int) -> None:
         for _ in range(n):
             d_loss, g_loss = trainer.train_step(real)
-        float(d_loss + g_loss)  # CPU eager ops are synchronous; this only reads the result.
+        float(d_loss + g_loss)  # reading the result waits for the window's work (GPU too)
 
     result = timed_windows(run_steps, max(1, steps // windows), windows)
     return {**result, "first_step_s": first, "threads": torch.get_num_threads(),
@@ -222,9 +227,11 @@ def main() -> None:
     p.add_argument("--latent_dim", type=int, default=64)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     a = p.parse_args()
     r = benchmark_detail(a.image_size, a.channels, a.width, a.batch, a.latent_dim, a.steps,
-                         a.warmup, d_width=a.d_width or None, d_dropout=a.d_dropout)
+                         a.warmup, d_width=a.d_width or None, d_dropout=a.d_dropout,
+                         device=a.device)
     print(f"torch {r['torch_version']}, {r['threads']} threads: {r['steps_per_sec']:.2f} steps/s "
           f"({r['steps_per_sec'] * a.batch:.0f} images/s); windows "
           + ", ".join(f"{x:.2f}" for x in r["window_rates"])
