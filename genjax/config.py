@@ -25,6 +25,20 @@ RECONSTRUCTION_LOSSES = tuple(losses.RECONSTRUCTION_LOSSES)
 CORRUPTIONS = ("none", "gaussian", "masking")
 
 
+def _dataset_fields() -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    d.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
+    d.split = "train"  # TFDS split to train on.
+    d.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+    return d
+
+
+def _add_checkpoint_fields(c: ml_collections.ConfigDict) -> None:
+    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
+    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+
+
 def gan_defaults() -> ml_collections.ConfigDict:
     """Defaults of the unconditional GAN task (DCGAN architecture)."""
     c = ml_collections.ConfigDict()
@@ -35,16 +49,11 @@ def gan_defaults() -> ml_collections.ConfigDict:
     c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     c.sample_every_steps = 500  # Fixed-noise sample grid under <workdir>/samples/.
-    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
-    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
-    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+    _add_checkpoint_fields(c)
     c.num_sample_images = 100  # Images in each sample grid (a square number reads best).
     c.eval_every_steps = 0  # genjax.evaluate metrics (eval/*, <workdir>/eval/); 0 = off.
 
-    c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
-    c.dataset.split = "train"  # TFDS split to train on.
-    c.dataset.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+    c.dataset = _dataset_fields()
 
     c.model = ml_collections.ConfigDict()
     c.model.latent_dim = 64  # Size of the generator's noise vector z.
@@ -81,9 +90,7 @@ def classifier_defaults() -> ml_collections.ConfigDict:
     c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     c.eval_every_steps = 500  # Accuracy on eval.split (and at the end, to eval/classifier.json).
-    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
-    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
-    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+    _add_checkpoint_fields(c)
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"  # Any labelled TFDS image dataset ('mnist', 'cifar10', ...).
@@ -115,16 +122,11 @@ def autoencoder_defaults() -> ml_collections.ConfigDict:
     c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     c.sample_every_steps = 500  # Pictures (reconstructions, interpolations, ...) in samples/.
-    c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
-    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
-    c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
+    _add_checkpoint_fields(c)
     c.num_sample_images = 64  # Images in a VAE's prior-sample grid (a square number reads best).
     c.eval_every_steps = 0  # genjax.evaluate metrics (eval/*, <workdir>/eval/); 0 = off.
 
-    c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
-    c.dataset.split = "train"  # TFDS split to train on.
-    c.dataset.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
+    c.dataset = _dataset_fields()
 
     c.model = ml_collections.ConfigDict()
     c.model.latent_dim = 16  # Size n of the code z (the image has m = size*size*channels).

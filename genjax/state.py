@@ -76,3 +76,17 @@ def update_player(
     updated = Player(params, batch_stats, opt_state)
     player = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, player)
     return player, loss, aux, finite
+
+
+def finish_step(state, finite: jnp.ndarray, metrics: dict) -> tuple[Any, dict]:
+    """The end of every task's step: count the iteration, and a skipped update (`finite`
+    False) in `skipped` and the running `nonfinite_streak`; average the metrics over the
+    device axis and add the two counters as `train/skipped_updates` and
+    `train/nonfinite_streak`."""
+    skipped = (~finite).astype(jnp.int32)
+    state = state.replace(step=state.step + 1, skipped=state.skipped + skipped,
+                          nonfinite_streak=(state.nonfinite_streak + 1) * skipped)
+    metrics = parallel.pmean(metrics)
+    metrics["train/skipped_updates"] = state.skipped
+    metrics["train/nonfinite_streak"] = state.nonfinite_streak
+    return state, metrics

@@ -31,7 +31,7 @@ import optax
 
 from genjax import losses, parallel
 from genjax.models.autoencoder import AutoEncoder
-from genjax.state import ModelState, init_player, update_player
+from genjax.state import ModelState, finish_step, init_player, update_player
 from genjax.tasks import Task
 
 # Purposes of the per-step key, folded in so that each draw has its own stream.
@@ -124,13 +124,7 @@ def train_step(state: ModelState, batch: dict, *, model: AutoEncoder, tx, likeli
         return loss, (updates.get("batch_stats", {}), aux)
 
     player, loss, aux, finite = update_player(state.model, tx, loss_fn)
-    skipped = (~finite).astype(jnp.int32)
-    state = state.replace(model=player, step=state.step + 1, skipped=state.skipped + skipped,
-                          nonfinite_streak=(state.nonfinite_streak + 1) * skipped)
-    metrics = parallel.pmean({"ae/loss": loss, **aux})
-    metrics["train/skipped_updates"] = state.skipped
-    metrics["train/nonfinite_streak"] = state.nonfinite_streak
-    return state, metrics
+    return finish_step(state.replace(model=player), finite, {"ae/loss": loss, **aux})
 
 
 # ------------------------------------------------------------------ evaluation mode

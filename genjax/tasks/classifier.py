@@ -22,7 +22,7 @@ import optax
 from genjax import parallel
 from genjax.errors import ConfigError
 from genjax.models.classifier import Classifier
-from genjax.state import ModelState, init_player, update_player
+from genjax.state import ModelState, finish_step, init_player, update_player
 from genjax.tasks import Task
 
 
@@ -65,13 +65,7 @@ def train_step(state: ModelState, batch: dict, *, model: Classifier,
         return loss, (updates["batch_stats"], {"clf/train_accuracy": accuracy})
 
     player, loss, aux, finite = update_player(state.model, tx, loss_fn)
-    skipped = (~finite).astype(jnp.int32)
-    state = state.replace(model=player, step=state.step + 1, skipped=state.skipped + skipped,
-                          nonfinite_streak=(state.nonfinite_streak + 1) * skipped)
-    metrics = parallel.pmean({"clf/loss": loss, **aux})
-    metrics["train/skipped_updates"] = state.skipped
-    metrics["train/nonfinite_streak"] = state.nonfinite_streak
-    return state, metrics
+    return finish_step(state.replace(model=player), finite, {"clf/loss": loss, **aux})
 
 
 def classify(state: ModelState, images: jnp.ndarray, *, model: Classifier,

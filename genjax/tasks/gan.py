@@ -18,7 +18,7 @@ import optax
 
 from genjax import losses, parallel
 from genjax.models.dcgan import Discriminator, Generator
-from genjax.state import GANState, Player, init_player, update_player
+from genjax.state import GANState, Player, finish_step, init_player, update_player
 from genjax.tasks import Task
 
 # Purposes of the per-step key, folded in so that each draw has its own stream.
@@ -136,14 +136,7 @@ def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
         state, d_metrics, finite = d_step(state, real, jax.random.fold_in(step_key, i))
         all_finite &= finite
     state, g_metrics, finite = g_step(state, jax.random.fold_in(step_key, d_steps), real.shape[0])
-    all_finite &= finite
-    skipped = (~all_finite).astype(jnp.int32)
-    state = state.replace(step=state.step + 1, skipped=state.skipped + skipped,
-                          nonfinite_streak=(state.nonfinite_streak + 1) * skipped)
-    metrics = parallel.pmean({**d_metrics, **g_metrics})
-    metrics["train/skipped_updates"] = state.skipped
-    metrics["train/nonfinite_streak"] = state.nonfinite_streak
-    return state, metrics
+    return finish_step(state, all_finite & finite, {**d_metrics, **g_metrics})
 
 
 def generate(state: GANState, z: jnp.ndarray, *, generator, chunk: int = 256) -> jnp.ndarray:
