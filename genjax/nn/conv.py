@@ -21,7 +21,7 @@ so output phase ``(p, q)`` is a stride-1 2x2 correlation of x with ``k[p::2, q::
 (padding ``(1-p, p)`` rows, ``(1-q, q)`` columns); the four results are interleaved.
 ``_phase_up_conv`` runs the four convolutions; ``_fused_up_conv`` runs one with all four
 phase kernels as 4·Co output channels, which is faster for thin outputs (Co <= 8, e.g. a
-generator's RGB layer).
+generator's RGB layer) and for small layers (``_stride1_up_conv``).
 
 The two ops are each other's adjoint in x: with ``k~ = flip(k, spatial).swap(in, out)``
 (``_adjoint_kernel``),
@@ -138,16 +138,24 @@ def _fused_up_conv(x: Array, kernel: Array) -> Array:
     return _interleave([[y[:, p:p + h, q:q + w, p, q] for q in (0, 1)] for p in (0, 1)])
 
 
-# Up to this many output channels one fused convolution beats four thin per-phase ones
-# (4·Co output channels fill matmul tiles that Co leave mostly empty): on XLA:CPU 1.1-2x
-# faster at Co <= 8, a toss-up at 16-32, slower at >= 64 (DCGAN layer shapes, N=64).  On an
-# H200 the fused form was the faster at every Co tried (3 to 128); XLA:CPU sets the rule.
+# When one fused convolution (4·Co output channels) beats four per-phase ones.  Thin
+# outputs: 4·Co channels fill matmul tiles that Co leave mostly empty (XLA:CPU 1.1-2x faster
+# at Co <= 8).  Small layers: fused was faster up to Co = 64 when the output has at most
+# 16,384 values per example (DCGAN at 16x16 and 32x32: the 32x32x1 step 26 -> 30 steps/s),
+# while for the large layers of 64x64x3 the two were even or per-phase ahead, N = 64
+# (`bench/conv_layers.py`, `bench/dcgan.py`).  On an H200 the fused form was the faster at
+# every Co tried (3 to 128); XLA:CPU sets the rule.
 _FUSED_MAX_COUT = 8
+_FUSED_SMALL_MAX_COUT, _FUSED_SMALL_MAX_OUTPUT = 64, 16384
 
 
 def _stride1_up_conv(x: Array, kernel: Array) -> Array:
-    """``lax_up_conv`` from stride-1 convolutions only: fused for thin outputs, else phases."""
-    if kernel.shape[-1] <= _FUSED_MAX_COUT:
+    """``lax_up_conv`` from stride-1 convolutions only: fused for thin outputs and small
+    layers, else per phase."""
+    co = kernel.shape[-1]
+    out_per_example = 4 * x.shape[1] * x.shape[2] * co
+    if co <= _FUSED_MAX_COUT or (co <= _FUSED_SMALL_MAX_COUT
+                                 and out_per_example <= _FUSED_SMALL_MAX_OUTPUT):
         return _fused_up_conv(x, kernel)
     return _phase_up_conv(x, kernel)
 
@@ -236,8 +244,8 @@ def up_conv(x: Array, kernel: Array) -> Array:
     """4x4 stride-2 transposed convolution, (N,H,W,Ci) x (4,4,Ci,Co) -> (N,2H,2W,Co).
 
     Equals ``lax_up_conv`` (PyTorch ``ConvTranspose2d(k=4, s=2, p=1)``) up to float
-    rounding.  Forward from stride-1 convolutions (per output phase, or fused for Co <= 8);
-    the input gradient is ``down_conv`` with the adjoint kernel and the kernel gradient a
+    rounding.  Forward from stride-1 convolutions (per output phase, or fused for thin
+    outputs and small layers: ``_stride1_up_conv``); the input gradient is ``down_conv`` with the adjoint kernel and the kernel gradient a
     stride-1 convolution (module docstring), so no lhs-dilated convolution.  Any H, W.
     On the CPU, large batches run in pieces of at most ``_CPU_CHUNK_BYTES``.
     """

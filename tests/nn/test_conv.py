@@ -116,7 +116,7 @@ def _conv_eqns(jaxpr):
 
 @pytest.mark.parametrize(
     'op,ref,h,cout',
-    [(up_conv, lax_up_conv, 5, 2), (up_conv, lax_up_conv, 5, 40), (down_conv, lax_down_conv, 6, 2)],
+    [(up_conv, lax_up_conv, 5, 2), (up_conv, lax_up_conv, 5, 72), (down_conv, lax_down_conv, 6, 2)],
 )
 def test_no_lhs_dilated_conv_in_value_and_grad(op, ref, h, cout):
     x, k = _inputs(2, h, 4, 3, cout)
