@@ -251,9 +251,10 @@ def up_conv(x: Array, kernel: Array) -> Array:
 
     Equals ``lax_up_conv`` (PyTorch ``ConvTranspose2d(k=4, s=2, p=1)``) up to float
     rounding.  Forward from stride-1 convolutions (per output phase, or fused for thin
-    outputs and small layers: ``_stride1_up_conv``); the input gradient is ``down_conv`` with the adjoint kernel and the kernel gradient a
-    stride-1 convolution (module docstring), so no lhs-dilated convolution.  Any H, W.
-    On the CPU, large batches run in pieces of at most ``_CPU_CHUNK_BYTES``.
+    outputs and small layers: ``_stride1_up_conv``); the input gradient is ``down_conv``
+    with the adjoint kernel and the kernel gradient a stride-1 convolution (module
+    docstring), so no lhs-dilated convolution.  Any H, W.  On the CPU, the batch of a large
+    layer runs in pieces (``_batch_chunks``).
     """
     _check('up_conv', x, kernel)
     _, h, w, _ = x.shape
@@ -265,7 +266,7 @@ def down_conv(x: Array, kernel: Array) -> Array:
 
     Forward is the native strided convolution (``lax_down_conv``); the input gradient is
     ``up_conv`` with the adjoint kernel, so no lhs-dilated convolution is ever emitted.
-    H and W must be even.  On the CPU, large batches run in pieces as in ``up_conv``.
+    H and W must be even.  On the CPU, large layers run in pieces as in ``up_conv``.
     """
     _check('down_conv', x, kernel, even=True)
     _, h, w, _ = x.shape
