@@ -212,26 +212,20 @@ def _down_conv_bwd(res, g):
 _down_conv.defvjp(_down_conv_fwd, _down_conv_bwd)
 
 
-# XLA:CPU runs the large convolutions of a DCGAN at 64x64x3 (batch 64) well below the
-# machine's rate; splitting the batch into pieces of at most this many bytes, on the CPU
-# only, took that step from 1.50 to 1.72 steps/s (`bench/dcgan.py`).  Per layer
-# (fwd+bwd), pieces helped where both channel counts are >= 16 and an example's input or
-# output is >= 128 KB (by 10-25%), and hurt thin (3-channel) or small layers (by 5-20%), so
-# only those are split (the whole step: even within run-to-run noise, 1.68-1.75 steps/s
-# either way, and 1 s less compilation).  The pieces are independent: values and
-# gradients are unchanged.
+# XLA:CPU runs a convolution whose input or output exceeds the core caches well below the
+# machine's rate (DCGAN at 64x64x3, batch 64: the 64x64x3 -> 32x32x64 layer and its
+# gradients).  Splitting the batch into pieces of at most this many bytes each, on the CPU
+# only, took that step from 1.54 to 1.7 steps/s and left the smaller shapes unchanged
+# (`bench/dcgan.py`).  The pieces are independent, so values and gradients are unchanged.
 _CPU_CHUNK_BYTES = 2 * 2**20
-_CHUNK_MIN_CHANNELS, _CHUNK_MIN_EXAMPLE_BYTES = 16, 128 * 2**10
 
 
-def _batch_chunks(x: Array, out_elems_per_example: int, channels: tuple[int, int]) -> int:
-    """The piece size (a power-of-two divisor of the batch) for this op, or the batch."""
+def _batch_chunks(x: Array, out_elems_per_example: int) -> int:
+    """The chunk size (a power-of-two divisor of the batch) for this op, or the batch."""
     n = x.shape[0]
-    if jax.default_backend() != 'cpu' or n < 2 or min(channels) < _CHUNK_MIN_CHANNELS:
+    if jax.default_backend() != 'cpu' or n < 2:
         return n
     per_example = max(x.size // n, out_elems_per_example) * x.dtype.itemsize
-    if per_example < _CHUNK_MIN_EXAMPLE_BYTES:
-        return n
     c = n
     while c % 2 == 0 and c * per_example > _CPU_CHUNK_BYTES:
         c //= 2
@@ -240,7 +234,7 @@ def _batch_chunks(x: Array, out_elems_per_example: int, channels: tuple[int, int
 
 def _chunked(op: Callable[[Array, Array], Array], x: Array, kernel: Array,
              out_elems_per_example: int) -> Array:
-    c = _batch_chunks(x, out_elems_per_example, (x.shape[-1], kernel.shape[-1]))
+    c = _batch_chunks(x, out_elems_per_example)
     if c == x.shape[0]:
         return op(x, kernel)
     return jnp.concatenate([op(x[i:i + c], kernel) for i in range(0, x.shape[0], c)])

@@ -181,8 +181,6 @@ def test_cpu_batch_chunks_change_nothing(op, ref, limit, monkeypatch):
 
     x, k = _inputs(8, 4, 4, 3, 4)
     monkeypatch.setattr(conv, '_CPU_CHUNK_BYTES', limit)
-    monkeypatch.setattr(conv, '_CHUNK_MIN_CHANNELS', 1)  # the thresholds, scaled down to
-    monkeypatch.setattr(conv, '_CHUNK_MIN_EXAMPLE_BYTES', 100)  # this tiny layer
 
     def pieces():  # a fresh function each time: jax caches traces per function
         jaxpr = jax.make_jaxpr(lambda x, k: op(x, k))(x, k).jaxpr
@@ -190,11 +188,5 @@ def test_cpu_batch_chunks_change_nothing(op, ref, limit, monkeypatch):
 
     assert pieces() == 4  # one custom-vjp call per piece of 2
     _check_against(lambda x, k: op(x, k), ref, x, k)
-    monkeypatch.setattr(conv, '_CHUNK_MIN_CHANNELS', 4)
-    assert pieces() == 1  # a thin layer (3 input channels) is never split
-    monkeypatch.setattr(conv, '_CHUNK_MIN_CHANNELS', 1)
-    monkeypatch.setattr(conv, '_CHUNK_MIN_EXAMPLE_BYTES', 2**12)
-    assert pieces() == 1  # nor is one with small examples
-    monkeypatch.setattr(conv, '_CHUNK_MIN_EXAMPLE_BYTES', 100)
     monkeypatch.setattr(conv, '_CPU_CHUNK_BYTES', 2**20)
     assert pieces() == 1  # small enough: one piece
