@@ -198,17 +198,8 @@ def _load_partner(workdir: Path, image_shape) -> tuple[Any, Any] | None:
 
 
 def _write_pictures(run, host_state, step: int) -> None:
-    from genjax.tasks.autoencoder import interpolation_rows
-
     key = jax.random.fold_in(jax.random.key(run.config.seed), SAMPLE_STREAM)
-    pictures = run.task.pictures(host_state, run.pictures.images, key)
-    if run.pictures.partner is not None:
-        task, state = run.pictures.partner
-        ours, columns = pictures["interpolations"]
-        theirs = interpolation_rows(task.interpolate, state, run.pictures.images)
-        both = np.stack([ours.reshape(-1, columns, *ours.shape[1:]),
-                         theirs.reshape(-1, columns, *ours.shape[1:])], axis=1)
-        pictures["interpolations"] = (both.reshape(-1, *ours.shape[1:]), columns)
+    pictures = run.task.pictures(host_state, run.pictures.images, key, run.pictures.partner)
     scale = viz.legible_scale(run.config.image_size)
     for name, (images, columns) in pictures.items():
         grid = viz.image_grid(images, ncol=columns, scale=scale)
@@ -428,12 +419,13 @@ def _train(run: _Run, state, pipeline) -> Any:
             if step % config.log_every_steps == 0 or step == total:
                 run.logger.scalars(step, parallel.unreplicate(metrics))
                 _check_streak(run, step, tripped)
-            if step % config.get("sample_every_steps", total) == 0 or step == total:
+            draws = run.task.sample is not None or run.pictures is not None
+            if draws and (step % config.sample_every_steps == 0 or step == total):
+                host_state = parallel.unreplicate(p_state)
                 if run.task.sample is not None:
-                    _write_samples(run.task, parallel.unreplicate(p_state), config,
-                                   run.workdir, step, run.logger)
+                    _write_samples(run.task, host_state, config, run.workdir, step, run.logger)
                 if run.pictures is not None:
-                    _write_pictures(run, parallel.unreplicate(p_state), step)
+                    _write_pictures(run, host_state, step)
             if run.evaluate is not None and (step % config.eval_every_steps == 0
                                              or step == total):
                 run.logger.evaluation(step, run.evaluate(parallel.unreplicate(p_state), step))

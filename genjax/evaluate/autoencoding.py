@@ -58,9 +58,10 @@ def quantise(codes: np.ndarray, bits: int = QUANTISATION_BITS) -> np.ndarray:
     return (np.rint((codes - lo) / scale) * scale + lo).astype(np.float32)
 
 
-def compression_report(task, state, images: np.ndarray) -> dict:
-    codes = np.asarray(task.encode(state, images))
-    mse = float(np.mean(np.square(np.asarray(task.reconstruct(state, images)) - images)))
+def compression_report(task, state, images: np.ndarray, codes: np.ndarray | None = None) -> dict:
+    """Reconstruction error and bits of `images`; `codes` are their codes if already known."""
+    codes = np.asarray(task.encode(state, images)) if codes is None else codes
+    mse = float(np.mean(np.square(np.asarray(task.decode(state, codes)) - images)))
     mse_q = float(np.mean(np.square(np.asarray(task.decode(state, quantise(codes))) - images)))
     n, pixels = codes.shape[1], int(np.prod(images.shape[1:]))
     return {"mse": mse, "psnr": psnr(mse), "code_dims": n, "image_values": pixels,
@@ -135,7 +136,8 @@ class AutoencoderEvaluator:
 
     def __call__(self, task, state, step: int) -> dict:
         start = time.perf_counter()
-        compression = compression_report(task, state, self.test_images)
+        test_codes = np.asarray(task.encode(state, self.test_images))
+        compression = compression_report(task, state, self.test_images, test_codes)
         compression["pca_mse"] = pca_mse(self.train_images, self.test_images,
                                          compression["code_dims"], self.seed)
         compression["pca_psnr"] = psnr(compression["pca_mse"])
@@ -144,7 +146,7 @@ class AutoencoderEvaluator:
         if self.labelled:
             result["features"] = features_lib.feature_report(
                 np.asarray(task.encode(state, self.train_images)), self.train_labels,
-                np.asarray(task.encode(state, self.test_images)), self.test_labels,
+                test_codes, self.test_labels,
                 self.train_images, self.test_images, seed=self.seed)
         if self.variational:
             bounds = task.log_likelihood(state, self.test_images, jax.random.key(self.seed),

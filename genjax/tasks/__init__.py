@@ -10,8 +10,8 @@ A task is `Task(init, train_step, sample, generate, latent_dim, classify)`:
   decode(state, z) -> images               the images of codes (autoencoders)
   reconstruct(state, images) -> images     decode(encode(images))
   interpolate(state, a, b, num) -> images  decodings along the line between two codes
-  pictures(state, images, key) -> {name: (images, columns)}  grids the loop draws from
-                                           fixed held-out images (autoencoders)
+  pictures(state, images, key, partner) -> {name: (images, columns)}  grids the loop
+                                           draws from fixed held-out images (autoencoders)
   log_likelihood(state, images, key, k) -> {'elbo', 'iwae', ...}  per-image bounds (VAE)
 Only `init` and `train_step` are required: a task that does not generate images has no
 `sample` (the loop then draws no sample grids), one that does not classify no `classify`.
@@ -35,7 +35,7 @@ class Task(NamedTuple):
     decode: Callable[[Any, Any], Any] | None = None
     reconstruct: Callable[[Any, Any], Any] | None = None
     interpolate: Callable[..., Any] | None = None
-    pictures: Callable[[Any, Any, Any], dict] | None = None
+    pictures: Callable[..., dict] | None = None
     log_likelihood: Callable[..., dict] | None = None
 
 

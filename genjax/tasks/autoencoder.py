@@ -244,7 +244,7 @@ def log_likelihood_bounds(state: ModelState, images, key: jax.Array, k: int, *,
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
-def pictures(state: ModelState, images, key: jax.Array, *, model: AutoEncoder,
+def pictures(state: ModelState, images, key: jax.Array, partner=None, *, model: AutoEncoder,
              likelihood: str, corruption: tuple[str, float] = ("none", 0.0)
              ) -> dict[str, tuple[np.ndarray, int]]:
     """The pictures drawn during training, from fixed held-out `images` [N >= 16]:
@@ -253,7 +253,9 @@ def pictures(state: ModelState, images, key: jax.Array, *, model: AutoEncoder,
       reconstructions  rows of 8: inputs (corrupted ones too in denoising mode), then
                        their reconstructions, for 16 images
       interpolations   one row per pair of images: image a, 10 decodings along the line
-                       from z_a to z_b, image b (8 pairs; `interpolation_rows`)
+                       from z_a to z_b, image b (8 pairs; `interpolation_rows`); with
+                       `partner` = (task, state) of another autoencoder run, each row is
+                       followed by that run's row of the same pair
       traversals       one row per code dimension (the 8 that vary most over `images`):
                        the first image's code with that dimension swept over ±2.5 std
     """
@@ -270,10 +272,16 @@ def pictures(state: ModelState, images, key: jax.Array, *, model: AutoEncoder,
 
     interp = interpolation_rows(
         functools.partial(interpolate, model=model, likelihood=likelihood), state, images)
+    columns = INTERPOLATION_STEPS + 2
+    if partner is not None:
+        theirs = interpolation_rows(partner[0].interpolate, partner[1], images)
+        both = np.stack([r.reshape(-1, columns, *images.shape[1:]) for r in (interp, theirs)],
+                        axis=1)
+        interp = both.reshape(-1, *images.shape[1:])
     sweep, _ = traversals(state, images[0], images, model=model, likelihood=likelihood)
     return {
         "reconstructions": (np.asarray(recon), 8),
-        "interpolations": (interp, INTERPOLATION_STEPS + 2),
+        "interpolations": (interp, columns),
         "traversals": (np.asarray(sweep.reshape(-1, *images.shape[1:])), sweep.shape[1]),
     }
 
