@@ -15,7 +15,10 @@ Parts (BatchNorm in training mode throughout, batch statistics as in training):
                  EMA updates, finiteness checks, dispatch (about 0 when the parts,
                  compiled separately, run as fast as inside the step)
 With --xla_kinds, the traced full step's XLA operations grouped into convolution
-forward / backward, layout shuffles and the rest (see `xla_kinds`).
+forward / backward, layout shuffles and the rest, and by layer: "XLA D/DownConv_1 bwd conv"
+is the time of the discriminator's second strided convolution's gradient convolutions inside
+the step, over all its uses (see `xla_kinds`). Independent operations overlap on the two
+cores, so these sums exceed the step; they rank where the step's time goes.
 Layers: every 4x4 stride-2 (transposed) convolution of the shape, alone, forward and
 forward + backward (gradients w.r.t. input and kernel), with the layer's batch.
 
@@ -104,7 +107,9 @@ def xla_kinds(step: Callable, state, batch, steps: int = 3) -> tuple[dict[str, f
     operation) and maps each event to its HLO instruction: convolution fusions whose
     source op is a transpose (autodiff) are 'backward'. Events of independent
     operations may overlap, so the kinds can add up to more than the step.
-    Returns (ms per kind, the state after the traced steps).
+    Also sums the events by layer ("XLA G/UpConv_0 fwd conv", "... bwd other"), from the
+    flax module path in each instruction's source op; the 10 largest are returned.
+    Returns (ms per kind and per top layer, the state after the traced steps).
     """
     import collections
     import glob
@@ -129,13 +134,14 @@ def xla_kinds(step: Callable, state, batch, steps: int = 3) -> tuple[dict[str, f
             jax.block_until_ready(state)
         path = glob.glob(f"{tmp}/**/perfetto_trace.json.gz", recursive=True)[0]
         events = json.load(gzip.open(path))["traceEvents"]
-    out = collections.Counter()
+    out, layers = collections.Counter(), collections.Counter()
     for e in events:
         name = e.get("name", "")
         if e.get("ph") != "X" or name not in source:
             continue
-        if re.match(r"(ynn_fusion|xnn_fusion|onednn|convolution|conv_general|dot|custom-call)",
-                    name):
+        is_conv = re.match(r"(ynn_fusion|xnn_fusion|onednn|convolution|conv_general|dot|"
+                           r"custom-call)", name)
+        if is_conv:
             backward = "transpose(" in source[name] or not source[name]
             kind = _KINDS[0][0] if backward else _KINDS[1][0]
         elif re.match(_KINDS[2][1], name):
@@ -143,7 +149,11 @@ def xla_kinds(step: Callable, state, batch, steps: int = 3) -> tuple[dict[str, f
         else:
             kind = _KINDS[3][0]
         out[kind] += e["dur"] / 1e3 / steps
-    return {k: out.get(k, 0.0) for k, _ in _KINDS}, state
+        m = re.search(r"(transpose\()?(?:jvp\()?(Generator|Discriminator)\)*/(\w+)", source[name])
+        layer = (f"{m.group(2)[0]}/{m.group(3)} {'bwd' if m.group(1) else 'fwd'}" if m
+                 else "(no source op: custom-gradient)")
+        layers[f"XLA {layer} {'conv' if is_conv else 'other'}"] += e["dur"] / 1e3 / steps
+    return {**{k: out.get(k, 0.0) for k, _ in _KINDS}, **dict(layers.most_common(10))}, state
 
 
 # --- genjax ------------------------------------------------------------------------------
