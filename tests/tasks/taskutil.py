@@ -1,5 +1,6 @@
 """Helpers shared by the task tests: tiny configs, synthetic batches, a pmap runner."""
 
+import chex
 import jax
 import ml_collections
 import numpy as np
@@ -34,3 +35,13 @@ def run(fn, state, global_batches, num_devices):
         sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), b)
         s, metrics = p_fn(s, sharded)
     return jax.tree.map(lambda x: np.asarray(x[0]), s), metrics
+
+
+def assert_one_device_matches_eight(task, metric: str, steps: int = 3):
+    """`steps` train steps on 1 device and on 8 (same global batches) give the same state
+    and the same first-step `metric`."""
+    s0 = task.init(0)
+    one, m1 = run(task.train_step, s0, batches(steps), 1)
+    eight, m8 = run(task.train_step, s0, batches(steps), 8)
+    chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
+    np.testing.assert_allclose(m1[metric][0], m8[metric][0], rtol=1e-4)

@@ -8,7 +8,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import parallel, tasks
 from genjax.errors import ConfigError
-from taskutil import batches, run, tiny
+from taskutil import assert_one_device_matches_eight, batches, run, tiny
 
 META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 
@@ -33,11 +33,7 @@ def test_train_step_learns_a_fixed_batch():
 def test_eight_devices_match_one_device():
     """BatchNorm statistics and gradients are global (no dropout: its masks are per device)."""
     task = tasks.make(tiny_config(**{"model.dropout": 0.0}), META)
-    s0 = task.init(0)
-    one, m1 = run(task.train_step, s0, batches(3), 1)
-    eight, m8 = run(task.train_step, s0, batches(3), 8)
-    chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
-    np.testing.assert_allclose(m1["clf/loss"][0], m8["clf/loss"][0], rtol=1e-4)
+    assert_one_device_matches_eight(task, "clf/loss")
 
 
 def test_step_compiles_once_and_classify_is_chunk_invariant():

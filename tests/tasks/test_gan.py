@@ -9,7 +9,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import parallel, tasks
 from genjax.tasks import gan
-from taskutil import batches, run, tiny
+from taskutil import assert_one_device_matches_eight, batches, run, tiny
 
 META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 
@@ -71,11 +71,7 @@ def test_generator_step_leaves_discriminator_untouched_and_vice_versa():
 def test_eight_devices_match_one_device(loss):
     """BatchNorm statistics, gradients and noise are global: 8 x 2 behaves as 1 x 16."""
     task = tasks.make(tiny_config(loss=loss), META)
-    s0 = task.init(0)
-    one, m1 = run(task.train_step, s0, batches(3), 1)
-    eight, m8 = run(task.train_step, s0, batches(3), 8)
-    chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
-    np.testing.assert_allclose(m1["g/loss"][0], m8["g/loss"][0], rtol=1e-4)
+    assert_one_device_matches_eight(task, "g/loss")
 
 
 def test_step_compiles_once():
