@@ -24,6 +24,8 @@ PROTOCOL = {"num_generated", "num_reference", "num_floor", "dataset", "reference
             "floor_split", "extractor", "seed", "generator", "batchnorm", "kid",
             "precision_recall", "is", "versions"}
 
+pytestmark = pytest.mark.slow  # end to end: trained runs, subprocesses
+
 
 def classifier_config(data_dir, **overrides):
     c = ml_collections.ConfigDict(config_lib.classifier_defaults().to_dict())
