@@ -59,6 +59,14 @@ def list_images(folder: Path, what: str) -> list[Path]:
     return files
 
 
+def count_images(folder: Path) -> int:
+    """Image files in `folder` and its class subfolders (0 for a missing folder)."""
+    if not folder.is_dir():
+        return 0
+    return sum(is_image(p) for p in folder.iterdir()) + sum(
+        is_image(p) for group in subfolders(folder) for p in group.iterdir())
+
+
 def subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -200,6 +208,13 @@ class CaptionedSource:
 # -------------------------------------------------------------- pairs and captions
 
 
+def _few(names: list[str]) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
+
+
 def match_pairs(folder_a: Path, folder_b: Path) -> tuple[list[Path], list[Path]]:
     """The files of two folders paired by name (stem: a.png matches a.jpg)."""
     files_a = {p.stem: p for p in list_images(folder_a, "input images A")}
@@ -207,13 +222,11 @@ def match_pairs(folder_a: Path, folder_b: Path) -> tuple[list[Path], list[Path]]
     only_a = sorted(set(files_a) - set(files_b))
     only_b = sorted(set(files_b) - set(files_a))
     if only_a or only_b:
-        def few(names):
-            return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
-                                           else "") if names else "none"
         raise FolderError(
             f"The paired folders {folder_a} and {folder_b} do not match by file name: "
-            f"only in {folder_a}: {few(only_a)}; only in {folder_b}: {few(only_b)}. Every input needs a target with the same name (the "
-            "extension may differ); remove or rename the unmatched files.")
+            f"only in {folder_a}: {_few(only_a)}; only in {folder_b}: {_few(only_b)}. "
+            "Every input needs a target with the same name (the extension may differ); "
+            "remove or rename the unmatched files.")
     names = sorted(files_a)
     return [files_a[n] for n in names], [files_b[n] for n in names]
 

@@ -195,22 +195,19 @@ def _folder_meta(spec: DataSpec) -> pipeline_lib.DatasetMeta:
         classes = _images_folder_classes(root)
         files, _, _ = folders.labelled_images(root / spec.split, f"split {spec.split!r}",
                                               classes or None)
-        counts = {s.name: len(folders.labelled_images(s, f"split {s.name!r}",
-                                                      classes or None)[0])
-                  for s in folders.subfolders(root)}
+        counts = {s.name: folders.count_images(s) for s in folders.subfolders(root)}
         return _meta(spec, {"image": _first_channels(spec, files)}, len(classes) or None,
                      counts)
     if spec.layout == "paired":
         if _paired_two_folders(root):
             inputs, targets = _paired_files(spec, spec.split)
-            counts = {s: len(_paired_files(spec, s)[0]) for s in
-                      folders.split_dirs(root / "A")}
+            counts = {s: folders.count_images(root / "A" / s)
+                      for s in folders.split_dirs(root / "A")}
             channels = {"input": _first_channels(spec, inputs),
                         "target": _first_channels(spec, targets)}
         else:
             files = folders.list_images(root / spec.split, f"split {spec.split!r}")
-            counts = {s: len(folders.list_images(root / s, f"split {s!r}"))
-                      for s in folders.split_dirs(root)}
+            counts = {s: folders.count_images(root / s) for s in folders.split_dirs(root)}
             both = _first_channels(spec, files)
             channels = {"input": both, "target": both}
         return _meta(spec, channels, None, counts)
@@ -221,14 +218,13 @@ def _folder_meta(spec: DataSpec) -> pipeline_lib.DatasetMeta:
             files = folders.list_images(root / split, f"domain {domain.upper()} of split "
                                                       f"{spec.split!r}")
             channels[domain] = _first_channels(spec, files)
-        counts = {s: len([p for p in (root / s).iterdir() if folders.is_image(p)])
-                  for s in folders.split_dirs(root)}
+        counts = {s: folders.count_images(root / s) for s in folders.split_dirs(root)}
         return _meta(spec, channels, None, counts)
     # captioned
     classes = _captioned_classes(root)
     files, captions, _ = _captioned_files(root, spec.split, classes or None)
-    counts = {s: len(_captioned_files(root, s, classes or None)[0])
-              for s in folders.split_dirs(root) if (root / s / "images").is_dir()}
+    counts = {s: folders.count_images(root / s / "images") for s in folders.split_dirs(root)
+              if (root / s / "images").is_dir()}
     tokenizer = _tokenizer(spec, lambda: [c for cs in captions for c in cs])
     return _meta(spec, {"image": _first_channels(spec, files)}, len(classes) or None,
                  counts, tokenizer)

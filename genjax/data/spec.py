@@ -148,7 +148,7 @@ class DataSpec:
         """The directory of a 'folder:PATH' name, else None."""
         if not self.name.startswith(FOLDER_PREFIX):
             return None
-        return Path(self.name[len(FOLDER_PREFIX):]).expanduser()
+        return Path(self.name[len(FOLDER_PREFIX):]).expanduser().absolute()
 
     @property
     def crop_load_size(self) -> int:

@@ -487,3 +487,19 @@ def test_bad_spec_fields():
         DataSpec(name="x", split="train", eval_split="test", image_size=8, direction="AB")
     with pytest.raises(ValueError, match="load_size=6 is smaller"):
         DataSpec(name="x", split="train", eval_split="test", image_size=8, load_size=6)
+
+
+def test_from_config_reads_the_layout_options():
+    import ml_collections
+
+    from genjax.data.spec import from_config
+
+    config = ml_collections.ConfigDict({
+        "image_size": 16, "eval": {"split": "val"},
+        "dataset": {"name": "folder:~/facades", "split": "train", "data_dir": "",
+                    "direction": "BtoA", "load_size": 0, "max_tokens": 12}})
+    spec = from_config(config, layout="paired", jitter=False)
+    assert (spec.direction, spec.load_size, spec.jitter, spec.max_tokens) == ("BtoA", None,
+                                                                             False, 12)
+    assert spec.eval_split == "val" and spec.data_dir is None and spec.crop_load_size == 18
+    assert spec.folder.is_absolute() and spec.folder.name == "facades"
