@@ -56,8 +56,7 @@ def check_name(spec: DataSpec) -> None:
     raised before TFDS's own 'not a TFDS dataset name' message would be."""
     if is_folder(spec):
         return
-    path = Path(spec.name).expanduser()
-    if ("/" in spec.name or spec.name.startswith((".", "~"))) and path.is_dir():
+    if Path(spec.name).expanduser().is_dir():
         try:
             pipeline_lib._builder(spec.name, spec.data_dir)
         except pipeline_lib.DatasetNotAvailableError:
@@ -400,7 +399,7 @@ def _transform(spec: DataSpec, meta, *, train: bool, keep_text: bool = False):
     if spec.layout in ("unpaired", "images"):
         return _images_fn(roles={"image": "image"}, label_key=label_key, spec=spec,
                           train=train and spec.layout == "unpaired")
-    tokenizer = Tokenizer(meta.vocabulary, meta.max_tokens)
+    tokenizer = Tokenizer.from_meta(meta)
     return _captioned_fn(spec=spec, tokenizer=tokenizer, label_key=label_key, train=train,
                          keep_text=keep_text, folder=folder)
 

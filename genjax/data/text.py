@@ -50,6 +50,14 @@ class Tokenizer:
         ordered = sorted(counts, key=lambda word: (-counts[word], word))
         return cls(SPECIAL + tuple(ordered), max_tokens)
 
+    @classmethod
+    def from_meta(cls, meta) -> "Tokenizer":
+        """The tokenizer of a 'captioned' dataset's `DatasetMeta` (a run keeps it)."""
+        if meta.vocabulary is None:
+            raise ValueError(f"Dataset {meta.name!r} has no vocabulary: it was not read "
+                             "with the 'captioned' layout.")
+        return cls(meta.vocabulary, meta.max_tokens)
+
     @functools.cached_property
     def _ids(self) -> dict[str, int]:
         return {word: i for i, word in enumerate(self.vocabulary)}

@@ -323,7 +323,7 @@ def test_captioned_folder_draws_one_caption_per_image_per_epoch(tmp_path):
     spec = _spec(tmp_path, "captioned", jitter=False, image_size=6, max_tokens=6,
                  vocabulary_file=str(tmp_path / "vocab.json"))
     meta = serve.meta(spec)
-    tokenizer = Tokenizer(meta.vocabulary, meta.max_tokens)
+    tokenizer = Tokenizer.from_meta(meta)
     assert "caption" in tokenizer.vocabulary and "5" in tokenizer.vocabulary
     assert "8" not in tokenizer.vocabulary  # built from the training split only
     pipeline = serve.pipeline(spec, global_batch_size=3, num_devices=1, seed=0)
@@ -413,6 +413,15 @@ def test_captioned_coco_captions_by_name_without_tensorflow(tmp_path):
     assert batch["tokens"].shape == (1, 5, 4)
 
 
+def test_tfds_captions_of_each_record_shape():
+    coco = {"captions": {"id": np.array([3, 4]), "text": np.array([b"a cat", b"two cats"],
+                                                                  dtype=object)}}
+    assert layouts._tfds_captions(coco) == ["a cat", "two cats"]
+    plain = {"captions": np.array([b"a bold red seven", b"7, thick, red"], dtype=object)}
+    assert layouts._tfds_captions(plain) == ["a bold red seven", "7, thick, red"]
+    assert layouts._tfds_captions({"caption": b"one"}) == ["one"]
+
+
 def test_dataset_meta_round_trips_through_json():
     meta = DatasetMeta(name="folder:x", image_shape=(None, None, 3), num_classes=None,
                        num_examples={"train": 2}, image_channels={"image": 3},
@@ -480,6 +489,8 @@ def test_name_that_is_neither_tfds_nor_a_folder(tmp_path):
     with pytest.raises(pipeline_lib.DatasetNotAvailableError,
                        match=f"name it 'folder:{tmp_path}'"):
         serve.meta(bare)
+    with pytest.raises(pipeline_lib.DatasetNotAvailableError, match="not a TFDS dataset"):
+        serve.meta(dataclasses.replace(bare, name="no_such_dataset"))
 
 
 def test_bad_spec_fields():
