@@ -88,6 +88,10 @@ def _class_label(features, key: str = "label", *, ignore_domains: bool = False):
     return label
 
 
+def _num_classes(label) -> int | None:
+    return None if label is None else label.num_classes
+
+
 def _image_channels(features, key: str, name: str) -> int:
     if key not in features:
         raise pipeline_lib.DatasetNotAvailableError(
@@ -239,17 +243,17 @@ def _tfds_meta(spec: DataSpec) -> pipeline_lib.DatasetMeta:
         if spec.direction == "BtoA":
             channels = {"input": channels["target"], "target": channels["input"]}
         label = _class_label(features)
-        return _meta(spec, channels, label and label.num_classes, counts)
+        return _meta(spec, channels, _num_classes(label), counts)
     if spec.layout == "unpaired":
         channel = _image_channels(features, "image", spec.name)
         label = _class_label(features, ignore_domains=True)
-        return _meta(spec, {"a": channel, "b": channel}, label and label.num_classes, counts)
+        return _meta(spec, {"a": channel, "b": channel}, _num_classes(label), counts)
     if spec.layout == "captioned":
         label = _class_label(features)
         tokenizer = _tokenizer(spec, lambda: list(_tfds_training_captions(
             spec.name, spec.split, spec.data_dir)))
         return _meta(spec, {"image": _image_channels(features, "image", spec.name)},
-                     label and label.num_classes, counts, tokenizer)
+                     _num_classes(label), counts, tokenizer)
     raise AssertionError(spec.layout)  # TFDS 'images' is served by pipeline.py
 
 
