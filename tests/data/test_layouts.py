@@ -200,6 +200,48 @@ def test_paired_tfds_dataset_by_feature_names(tmp_path):
     assert np.abs(batch["input"]).max() <= 1
 
 
+def _tiny_labelled_pairs(data_dir):
+    """A prepared TFDS dataset shaped as the embedded paired datasets are: features
+    'input' (grey), 'target' (RGB: the input inverted) and a class 'label'."""
+    with registered.skip_registration():
+        class TinyPairs(tfds.core.GeneratorBasedBuilder):
+            VERSION = tfds.core.Version("1.0.0")
+
+            def _info(self):
+                return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                    "input": tfds.features.Tensor(shape=(6, 6, 1), dtype=np.uint8),
+                    "target": tfds.features.Tensor(shape=(6, 6, 3), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(num_classes=3),
+                }), disable_shuffling=True)
+
+            def _split_generators(self, dl_manager):
+                return {"train": self._generate_examples(6), "test": self._generate_examples(3)}
+
+            def _generate_examples(self, count):
+                for i in range(count):
+                    grey = _noise((6, 6, 1))
+                    yield i, {"input": grey, "target": np.repeat(255 - grey, 3, axis=-1),
+                              "label": i % 3}
+
+        TinyPairs(data_dir=data_dir, file_format="array_record").download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+def test_paired_tfds_dataset_with_default_features_and_labels(tmp_path):
+    _tiny_labelled_pairs(tmp_path)
+    spec = DataSpec(name="tiny_pairs", split="train", eval_split="test", image_size=6,
+                    layout="paired", data_dir=str(tmp_path))
+    meta = serve.meta(spec)
+    assert meta.num_classes == 3 and meta.image_channels == {"input": 1, "target": 3}
+    data = serve.load_split(spec, "test")
+    assert list(data["label"]) == [0, 1, 2]
+    np.testing.assert_allclose(data["target"], np.repeat(-data["input"], 3, axis=-1),
+                               atol=1e-6)  # exact but for float rounding of the scaling
+    for batch in _take(serve.pipeline(spec, global_batch_size=3, num_devices=1, seed=0), 4):
+        # Jittered (resized to 7, cropped to 6) alike: inversion survives up to rounding.
+        np.testing.assert_allclose(batch["target"][..., :1], -batch["input"], atol=1.01 / 127.5)
+
+
 @pytest.mark.parametrize("num_threads", [0, 2])
 def test_paired_resume_is_exact_across_epochs(tmp_path, num_threads):
     _side_by_side(tmp_path, counts={"train": 10})
