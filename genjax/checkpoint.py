@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -79,6 +81,38 @@ def _silence_failed_read_noise() -> None:
     logging.getLogger("asyncio").addFilter(_FailedReadNoise())
 
 
+# Fault injection for the reliability tests, unset in normal use: when this environment
+# variable names a step, the process kills itself (SIGKILL) in the middle of saving that
+# step, at a fixed point: orbax has created the unfinished `<step>.orbax-checkpoint-tmp*`
+# folder and started writing into it, and the save cannot commit, since the commit waits
+# for this handler. So `kill -9 during a save` is tested by construction, not by chance.
+KILL_DURING_SAVE_ENV = "GENJAX_KILL_DURING_SAVE"
+
+
+def _meta_handler() -> ocp.JsonCheckpointHandler:
+    """orbax's JSON handler for the run metadata; with `KILL_DURING_SAVE_ENV` set, it
+    kills the process once it has started writing the metadata of that step."""
+    handler = ocp.JsonCheckpointHandler()
+    armed = os.environ.get(KILL_DURING_SAVE_ENV)
+    if not armed:
+        return handler
+    save = handler.async_save
+
+    async def async_save(directory, item=None, args=None):
+        futures = await save(directory, item, args)
+        if args is not None and str(args.item.get("step")) == armed:
+            unfinished = Path(directory).parent
+            for _ in range(1000):  # orbax may create the folders asynchronously
+                if unfinished.is_dir():
+                    break
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return futures
+
+    handler.async_save = async_save
+    return handler
+
+
 def _state_tree(state: Any) -> dict:
     return flax.serialization.to_state_dict(state)
 
@@ -94,7 +128,7 @@ class Checkpoints:
         # Handlers registered up front, so that a step's metadata (saved shapes) can be
         # read before, and without, restoring its arrays.
         handlers = {"state": ocp.StandardCheckpointHandler(),
-                    "data": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+                    "data": ocp.JsonCheckpointHandler(), "meta": _meta_handler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=handlers)
         self._in_flight: int | None = None  # step of the asynchronous save not yet waited on

@@ -42,6 +42,7 @@ def runs(tmp_path_factory):
     return tmp, ae, vae
 
 
+@pytest.mark.slow
 def test_ae_config_trains_draws_and_evaluates(runs):
     tmp, proc, _ = runs
     assert "step 4/4" in proc.stdout and "eval/psnr" in proc.stdout
@@ -62,6 +63,7 @@ def test_ae_config_trains_draws_and_evaluates(runs):
     assert "likelihood" not in result and "sample_quality" not in result
 
 
+@pytest.mark.slow
 def test_vae_config_draws_the_autoencoder_beside_itself(runs):
     tmp, _, proc = runs
     samples = tmp / "vae" / "samples"
@@ -77,6 +79,7 @@ def test_vae_config_draws_the_autoencoder_beside_itself(runs):
     assert "configs/classifier.py" in result["sample_quality"]["skipped"]
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_a_vae_run(runs):
     tmp, _, _ = runs
     proc = _run(["-m", "genjax.evaluate", f"--workdir={tmp / 'vae'}"], tmp)
@@ -85,6 +88,7 @@ def test_evaluate_command_on_a_vae_run(runs):
         assert text in proc.stdout
 
 
+@pytest.mark.slow
 def test_rate_distortion_command(tmp_path):
     proc = _run(["-m", "genjax.evaluate.rate_distortion", f"--config={ROOT / 'configs' / 'ae.py'}",
                  f"--workdir={tmp_path / 'rd'}", "--code_sizes=2,4",
@@ -123,6 +127,7 @@ def test_quantise_and_pca_mse():
     assert autoencoding.psnr(0.04) == pytest.approx(20.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["autoencoder", "vae"])
 def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path, task, monkeypatch):
     """Stopped after step 3 as by SIGTERM, then resumed: bit for bit the straight run (the

@@ -26,8 +26,10 @@ Plugging in Inception-v3 (standard FID) later, without changing anything else:
      write `InceptionExtractor(Extractor)` with name 'inception-v3-fid', sha256 of the
      .npz file, input_shape (299, 299, 3), and `_forward` returning the 2048-D pool3
      features and the 1008 logits.
-  3. Pass it to `genjax.evaluate.evaluate_workdir(workdir, extractor=...)`, or register
-     it in `EXTRACTORS` so the CLI's `--extractor=inception:/path/weights.npz` finds it.
+  3. Pass it to `genjax.evaluate.evaluate_workdir(workdir, extractor=...)`, and register
+     its factory in `EXTRACTORS` so that `load_extractor('inception:/path/weights.npz')`
+     builds it from a string. (The command line, `python -m genjax.evaluate`, takes only
+     `--extractor_workdir`, a genjax classifier run; it has no `--extractor` flag yet.)
 """
 
 from __future__ import annotations
@@ -182,8 +184,8 @@ def missing_classifier_message(workdir, dataset: str | None = None) -> str:
         "existing classifier run.")
 
 
-# Named extractor factories for `--extractor=NAME:ARGUMENT`; an Inception-v3 extractor
-# would register itself here (see the module docstring).
+# Named extractor factories for `load_extractor('NAME:ARGUMENT')`; an Inception-v3
+# extractor would register itself here (see the module docstring).
 EXTRACTORS: dict[str, Callable[[str], Extractor]] = {
     "classifier": ClassifierExtractor.from_workdir,
 }

@@ -126,6 +126,9 @@ def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
                ) -> tuple[GANState, dict]:
     """One iteration of the game on this device's share of the global batch.
 
+    With `d_steps` > 1 every discriminator update sees the same real batch and fresh
+    noise, each after the previous one; the `d/*` metrics reported are those of the last
+    discriminator update (its loss at the parameters before that update).
     `d_step` and `g_step` are `discriminator_step` and `generator_step` with the models,
     optimisers and loss bound (see `make`).
     """

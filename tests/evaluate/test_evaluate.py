@@ -24,6 +24,8 @@ PROTOCOL = {"num_generated", "num_reference", "num_floor", "dataset", "reference
             "floor_split", "extractor", "seed", "generator", "batchnorm", "kid",
             "precision_recall", "is", "versions"}
 
+pytestmark = pytest.mark.slow  # end to end: trained runs, subprocesses
+
 
 def classifier_config(data_dir, **overrides):
     c = ml_collections.ConfigDict(config_lib.classifier_defaults().to_dict())
@@ -207,3 +209,15 @@ def test_any_extractor_plugs_in(runs):
                                                "input_shape": [8, 8, 1]}
     with pytest.raises(genjax.ConfigError, match="trained on 'mnist'"):
         evaluate.evaluate_workdir(root / "gan", num=20, extractor=_Projection("mnist"))
+
+
+def test_raw_generator_is_measured_on_the_trained_weights(runs):
+    """--generator=raw: the same protocol on the generator's own weights, not the EMA's
+    (after two steps the two differ), against the same real floor."""
+    root, _ = runs
+    kw = dict(num=32, seed=1, extractor_workdir=root / "clf", write=False)
+    raw = evaluate.evaluate_workdir(root / "gan", generator="raw", **kw)
+    ema = evaluate.evaluate_workdir(root / "gan", **kw)
+    assert raw["protocol"]["generator"] == "raw" and ema["protocol"]["generator"] == "ema"
+    assert raw["floor"] == ema["floor"]
+    assert raw["generated"]["fd"] != ema["generated"]["fd"]

@@ -173,3 +173,69 @@ def test_class_distribution_distance():
     balanced = eye[np.arange(8) % 4]
     assert metrics.class_distribution_distance(balanced, balanced[::-1]) == 0.0
     assert metrics.class_distribution_distance(balanced, eye[[0] * 8]) == pytest.approx(0.75)
+
+
+# ------------------------------------------- by hand, at values that tell mistakes apart
+
+
+def test_feature_covariance_is_unbiased_and_frechet_uses_it():
+    """ddof=1, as np.cov: with 6 samples in 3 dimensions the biased covariance would be
+    5/6 of it, and the Fréchet distance visibly different."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) * 2 + 0.5
+    mean, cov = metrics.feature_statistics(x)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-12)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    expected = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(
+        s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    biased = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(
+        (s1 + s2) * 5 / 6 - 2 * scipy.linalg.sqrtm(s1 @ s2).real * 5 / 6)
+    assert abs(expected - biased) > 0.1
+    assert metrics.frechet_distance(x, y) == pytest.approx(expected, rel=1e-6)
+
+
+def test_inception_score_at_an_intermediate_value_by_hand():
+    """Two splits of two samples over two classes, posteriors (1/2, 1/2), (3/4, 1/4) and
+    (1/4, 3/4), (1/2, 1/2): IS = exp(mean KL(p(y|x) || p(y))) per split, by hand."""
+    logits = np.log(np.array([[0.5, 0.5], [0.75, 0.25], [0.25, 0.75], [0.5, 0.5]]))
+
+    def split_score(p):
+        marginal = p.mean(0)
+        kl = [sum(pi * np.log(pi / mi) for pi, mi in zip(row, marginal)) for row in p]
+        return np.exp(np.mean(kl))
+
+    p = np.exp(logits)
+    first, second = split_score(p[:2]), split_score(p[2:])
+    assert 1.01 < first < 1.99  # strictly between the extremes 1 and K = 2
+    mean, std = metrics.inception_score(logits, splits=2)
+    assert mean == pytest.approx((first + second) / 2, rel=1e-12)
+    assert std == pytest.approx(abs(first - second) / 2, abs=1e-12)
+    one, _ = metrics.inception_score(logits[:2], splits=1)
+    assert one == pytest.approx(first, rel=1e-12)
+
+
+def test_compare_reports_each_metric_of_the_same_features():
+    """The evaluator's table is the metrics themselves, each under its own name. The
+    fakes cover a quarter of the real cloud faithfully (precision ≈ 1, recall well below),
+    so a swap of two entries shows."""
+    from genjax.evaluate import evaluator
+
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(300, 4)).astype(np.float32)
+    fake = (0.25 * rng.normal(size=(200, 4))).astype(np.float32)
+    real_logits = rng.normal(size=(300, 10)).astype(np.float32)
+    fake_logits = (3 * rng.normal(size=(200, 10))).astype(np.float32)
+    out = evaluator.compare(real, real_logits, fake, fake_logits, seed=3)
+    precision, recall = metrics.precision_recall(real, fake, k=evaluator.PR_NEIGHBOURS)
+    assert precision > 0.9 and recall < 0.6
+    kid, kid_std = metrics.kernel_inception_distance(
+        real, fake, num_subsets=evaluator.KID_SUBSETS, subset_size=evaluator.KID_SUBSET_SIZE,
+        seed=3)
+    score, score_std = metrics.inception_score(fake_logits, splits=evaluator.IS_SPLITS)
+    assert out == {
+        "fd": metrics.frechet_distance(real, fake), "kid": kid, "kid_std": kid_std,
+        "precision": precision, "recall": recall, "is": score, "is_std": score_std,
+        "class_tv": metrics.class_distribution_distance(real_logits, fake_logits)}
+    assert set(evaluator.compare(real, None, fake, None, seed=3)) == {
+        "fd", "kid", "kid_std", "precision", "recall"}
