@@ -1,4 +1,7 @@
-"""Input data: TFDS data_source -> grain pipelines, and the embedded `digits` dataset."""
+"""Input data: TFDS data_source -> grain pipelines, and the embedded `digits` dataset.
+
+Tasks describe their batches with a `DataSpec` (`genjax.data.spec`); `meta`, `pipeline`,
+`load_split` and `held_out_batch` (`genjax.data.serve`) serve them."""
 
 from genjax.data.digits import prepare_digits
 from genjax.data.pipeline import (
@@ -9,8 +12,17 @@ from genjax.data.pipeline import (
     dataset_source,
     make_pipeline,
 )
+from genjax.data.serve import held_out_batch, load_split, meta, pipeline, split_size
+from genjax.data.spec import LAYOUTS, DataSpec
 
 __all__ = [
+    "DataSpec",
+    "LAYOUTS",
+    "held_out_batch",
+    "load_split",
+    "meta",
+    "pipeline",
+    "split_size",
     "DatasetMeta",
     "DatasetNotAvailableError",
     "Pipeline",
