@@ -277,11 +277,13 @@ def test_kill_preempt_kill_during_save_then_resume_is_bitwise_equal(tmp_path, da
     print(f"kill -9 during a save left an unfinished save: {real_leftover}")
 
     # d. plus a simulated leftover; the rerun ignores it, removes it and finishes.
+    # Named as orbax before 0.11.20 names one (`<step>.orbax-checkpoint-tmp-<timestamp>`;
+    # later releases drop the timestamp), so that every orbax in the supported range
+    # recognises and removes it.
     newest = committed(workdir)[-1]
-    fake = workdir / "checkpoints" / f"{newest + EVERY}{TMP_MARK}"
-    if not fake.exists():
-        shutil.copytree(workdir / "checkpoints" / str(newest), fake)
-        truncate_largest_array(fake)
+    fake = workdir / "checkpoints" / f"{newest + EVERY}{TMP_MARK}-{time.time_ns()}"
+    shutil.copytree(workdir / "checkpoints" / str(newest), fake)
+    truncate_largest_array(fake)
     d = run(args, env)
     assert d.returncode == 0, d.stderr[-3000:]
     if newest < STEPS:
