@@ -122,15 +122,23 @@ class Checkpoints:
 
     def __init__(self, directory, max_to_keep: int = 3, read_only: bool = False):
         self.directory = Path(directory).absolute()
+        # A read-only manager deletes nothing, so it gets no preservation policy.
+        keep = None if read_only else ocp.checkpoint_managers.LatestN(n=max_to_keep)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+            preservation_policy=keep, create=not read_only, read_only=read_only,
             cleanup_tmp_directories=not read_only, enable_async_checkpointing=True)
         # Handlers registered up front, so that a step's metadata (saved shapes) can be
         # read before, and without, restoring its arrays.
-        handlers = {"state": ocp.StandardCheckpointHandler(),
-                    "data": ocp.JsonCheckpointHandler(), "meta": _meta_handler()}
+        registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+        for item, handler, save, restore in [
+                ("state", ocp.StandardCheckpointHandler(), ocp.args.StandardSave,
+                 ocp.args.StandardRestore),
+                ("data", ocp.JsonCheckpointHandler(), ocp.args.JsonSave, ocp.args.JsonRestore),
+                ("meta", _meta_handler(), ocp.args.JsonSave, ocp.args.JsonRestore)]:
+            registry.add(item, save, handler)
+            registry.add(item, restore, handler)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_handlers=handlers)
+                                             handler_registry=registry)
         self._in_flight: int | None = None  # step of the asynchronous save not yet waited on
         self._failed = False
 

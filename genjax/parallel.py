@@ -27,7 +27,7 @@ def _sharding(devices=None) -> jax.sharding.NamedSharding:
     # The mesh axis carries pmap's axis name: pmap returns arrays sharded this way, and
     # inputs placed with any other sharding would make it trace and compile a second time.
     mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
-    return jax.sharding.NamedSharding(mesh, jax.P(AXIS))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
 
 
 def replicate(tree: Any) -> Any:

@@ -96,3 +96,29 @@ def test_nothing_restorable_changes_nothing(tmp_path, data_dir):
         checkpoints.close()
     assert checkpoints.committed_steps() == [1]
     assert not (workdir / "checkpoints_corrupt").exists()
+
+
+def _numbered_state(step):
+    return {"w": np.full((2, 3), float(step), np.float32), "step": np.int32(step)}
+
+
+def test_keeps_the_newest_steps_and_a_read_only_manager_reads_without_deleting(tmp_path):
+    writer = Checkpoints(tmp_path, max_to_keep=2)
+    for step in range(1, 6):
+        writer.save(step, _numbered_state(step), {"position": step}, {"task": "test"})
+        writer.wait()
+    writer.close()
+    assert writer.committed_steps() == [4, 5]
+
+    reader = Checkpoints(tmp_path, max_to_keep=1, read_only=True)
+    try:
+        assert reader.all_steps() == [4, 5]
+        state, data_state, meta = reader.restore(4, _numbered_state(0))
+        np.testing.assert_array_equal(state["w"], np.full((2, 3), 4.0, np.float32))
+        assert int(state["step"]) == 4
+        assert data_state == {"position": 4}
+        assert meta["task"] == "test" and meta["step"] == 4
+        assert reader.metadata(5)["step"] == 5
+    finally:
+        reader.close()
+    assert reader.committed_steps() == [4, 5]  # max_to_keep=1 does not apply when reading

@@ -164,9 +164,10 @@ class ClassifierExtractor(Extractor):
 
 
 def _has_checkpoint(workdir: Path) -> bool:
+    # A step folder gets its number only once its save committed (orbax's atomic rename;
+    # older orbax releases write no commit_success.txt on a local disk).
     folder = workdir / "checkpoints"
-    return folder.is_dir() and any(p.name.isdigit() and (p / "commit_success.txt").exists()
-                                   for p in folder.iterdir())
+    return folder.is_dir() and any(p.name.isdigit() and p.is_dir() for p in folder.iterdir())
 
 
 def train_classifier_command(workdir, dataset: str | None = None) -> str:

@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.extend.core import jaxprs_in_params
 
 from genjax.nn import DownConv, UpConv, down_conv, up_conv
 from genjax.nn.conv import _fused_up_conv, _phase_up_conv, lax_down_conv, lax_up_conv
@@ -106,11 +105,21 @@ def test_second_order_gradients(op, ref, shape):
     _assert_close(penalty(op)(x, k), penalty(ref)(x, k))
 
 
+def _sub_jaxprs(params):
+    """The jaxprs inside an equation's params (jit, custom rules, scan, cond branches)."""
+    for value in params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if hasattr(item, 'eqns'):  # a Jaxpr
+                yield item
+            elif hasattr(getattr(item, 'jaxpr', None), 'eqns'):  # a ClosedJaxpr
+                yield item.jaxpr
+
+
 def _conv_eqns(jaxpr):
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == 'conv_general_dilated':
             yield eqn
-        for sub in jaxprs_in_params(eqn.params):
+        for sub in _sub_jaxprs(eqn.params):
             yield from _conv_eqns(sub)
 
 
