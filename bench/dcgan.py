@@ -185,7 +185,7 @@ def worker_matmul(n: int = 2048, reps: int = 15, per_rep: int = 4) -> dict:
 def _genjax_config(s: Shape, conv_impl: str, dtype: str):
     """The 'default' shape: configs/dcgan.py as it is; the others: `gan_defaults()` with
     the shape's fields. The flags' conv_impl and dtype are set; the result is validated."""
-    from genjax import config as config_lib
+    from genjax import tasks as tasks_lib
 
     if s.name == "default":
         path = ROOT / "configs" / "dcgan.py"
@@ -194,7 +194,7 @@ def _genjax_config(s: Shape, conv_impl: str, dtype: str):
         spec.loader.exec_module(module)
         config = module.get_config()
     else:
-        config = config_lib.gan_defaults()
+        config = tasks_lib.defaults("gan")
         config.image_size = s.image_size
         config.model.g_width = s.g_width
         config.model.d_width = s.d_width
@@ -203,7 +203,7 @@ def _genjax_config(s: Shape, conv_impl: str, dtype: str):
         config.batch_size = s.batch
     config.model.conv_impl = conv_impl
     config.model.dtype = dtype
-    config_lib.validate(config, num_devices=1)
+    tasks_lib.validate(config, num_devices=1)
     return config
 
 

@@ -5,7 +5,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import parallel
 
 
@@ -15,7 +15,7 @@ def tiny(defaults: ml_collections.ConfigDict, fields: dict, overrides: dict):
     for k, v in {**fields, **overrides}.items():
         section, _, leaf = k.rpartition(".")
         (c[section] if section else c)[leaf] = v
-    config_lib.validate(c)
+    tasks_lib.validate(c)
     return c
 
 
@@ -25,8 +25,9 @@ def batches(n, global_batch=16, seed=0):
              "label": rng.integers(0, 10, (global_batch,)).astype(np.int32)} for _ in range(n)]
 
 
-def run(fn, state, global_batches, num_devices):
-    """Runs fn(state, batch) under pmap on `num_devices` devices; returns the host state."""
+def run(fn, state, global_batches, num_devices, every_device=False):
+    """Runs fn(state, batch) under pmap on `num_devices` devices; returns the host state
+    (device 0's copy; with `every_device`, every device's copies, stacked) and metrics."""
     devices = jax.local_devices()[:num_devices]
     p_fn = jax.pmap(fn, axis_name=parallel.AXIS, devices=devices)
     s = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
@@ -34,14 +35,29 @@ def run(fn, state, global_batches, num_devices):
     for b in global_batches:
         sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), b)
         s, metrics = p_fn(s, sharded)
+    if every_device:
+        return jax.tree.map(np.asarray, s), metrics
     return jax.tree.map(lambda x: np.asarray(x[0]), s), metrics
+
+
+def assert_same_on_every_device(copies):
+    """The rule of genjax.state: every device holds bitwise the same state after a step
+    (the checkpoint saves device 0's copy)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(copies):
+        for d in range(1, leaf.shape[0]):
+            np.testing.assert_array_equal(
+                leaf[d], leaf[0], err_msg=f"device {d}'s copy of "
+                f"{jax.tree_util.keystr(path)} differs from device 0's")
 
 
 def assert_one_device_matches_eight(task, metric: str, steps: int = 3):
     """`steps` train steps on 1 device and on 8 (same global batches) give the same state
-    and the same first-step `metric`."""
+    and the same first-step `metric`, and the 8 devices' copies of the state are bitwise
+    identical."""
     s0 = task.init(0)
     one, m1 = run(task.train_step, s0, batches(steps), 1)
-    eight, m8 = run(task.train_step, s0, batches(steps), 8)
+    copies, m8 = run(task.train_step, s0, batches(steps), 8, every_device=True)
+    assert_same_on_every_device(copies)
+    eight = jax.tree.map(lambda x: x[0], copies)
     chex.assert_trees_all_close(one, eight, atol=2e-5, rtol=2e-4)
     np.testing.assert_allclose(m1[metric][0], m8[metric][0], rtol=1e-4)

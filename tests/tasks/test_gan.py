@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import parallel, tasks
 from genjax.tasks import gan
 from taskutil import assert_one_device_matches_eight, batches, run, tiny
@@ -17,7 +17,7 @@ META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 def tiny_config(**overrides):
     fields = {"image_size": 8, "batch_size": 16, "model.latent_dim": 8, "model.g_width": 4,
               "model.d_width": 4}
-    return tiny(config_lib.gan_defaults(), fields, overrides)
+    return tiny(tasks_lib.defaults("gan"), fields, overrides)
 
 
 def _differs(a, b):
