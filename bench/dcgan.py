@@ -81,7 +81,7 @@ SHAPES = {
     # configs/dcgan.py exactly as it is (the embedded digits at 16x16); the worker reads
     # the shape from the config file, these are only the values it held when written.
     "default": Shape("default", 16, 1, 64, 32, 0.3, 64, 64),
-    # genjax.config.gan_defaults() (no dropout) at these sizes:
+    # genjax.tasks.gan.defaults() (no dropout) at these sizes:
     "32x32x1": Shape("32x32x1", 32, 1, 32, 32, 0.0, 64, 64),
     # The classic DCGAN of Radford et al.: 64x64 RGB, 64..512 channels, 100-d latent.
     "64x64x3": Shape("64x64x3", 64, 3, 64, 64, 0.0, 100, 64),
@@ -183,7 +183,7 @@ def worker_matmul(n: int = 2048, reps: int = 15, per_rep: int = 4) -> dict:
 
 
 def _genjax_config(s: Shape, conv_impl: str, dtype: str):
-    """The 'default' shape: configs/dcgan.py as it is; the others: `gan_defaults()` with
+    """The 'default' shape: configs/dcgan.py as it is; the others: the GAN task's `defaults()` with
     the shape's fields. The flags' conv_impl and dtype are set; the result is validated."""
     from genjax import tasks as tasks_lib
 

@@ -92,7 +92,6 @@ def test_unknown_task_names_the_task_modules():
 def test_every_task_module_has_the_protocol():
     """Each module of genjax/tasks/ is a task: defaults (every field commented in the
     source), validate, SHAPE_FIELDS, data_spec and make."""
-    import inspect
 
     for name in tasks_lib.available():
         module = tasks_lib.module(name)

@@ -31,7 +31,6 @@ import numpy as np
 import pytest
 
 import genjax
-from genjax import tasks as tasks_lib
 from genjax import data, parallel, tasks
 from genjax.checkpoint import Checkpoints
 from genjax.preemption import StopSignal
@@ -437,7 +436,7 @@ def test_bad_config_fails_before_any_jax_work(monkeypatch, tmp_path, data_dir, f
 
     monkeypatch.setattr(parallel, "device_count", no_jax)
     monkeypatch.setattr(tasks, "make", no_jax)
-    c = ml_collections.ConfigDict(tasks_lib.defaults("gan").to_dict())
+    c = ml_collections.ConfigDict(tasks.defaults("gan").to_dict())
     c.dataset.data_dir = data_dir
     section, _, leaf = field.rpartition(".")
     (c[section] if section else c)[leaf] = value

@@ -20,7 +20,6 @@ from pathlib import Path
 import chex
 import jax
 import numpy as np
-import pytest
 
 import genjax
 from genjax import run

@@ -2,8 +2,8 @@
 
 A task declares it as Evaluation('autoencoding', {'encode', 'decode'[, 'log_likelihood',
 'sample']}, {'likelihood': bool, 'iw_samples': k, 'sample_quality': bool}) (the
-autoencoder and the VAE do). Protocol (`AutoencoderEvaluator`), all in evaluation mode (BatchNorm running averages, no
-dropout, a VAE's code is its posterior mean):
+autoencoder and the VAE do). Protocol (`AutoencoderEvaluator`), all in evaluation mode
+(BatchNorm running averages, no dropout, a VAE's code is its posterior mean):
   * test images: eval.split (default 'test'), all of it up to 10,000 (a subset fixed by
     eval.seed beyond); training images: dataset.split, likewise. Both preprocessed
     exactly as training batches are.
@@ -16,14 +16,15 @@ dropout, a VAE's code is its posterior mean):
   * features (datasets with labels): `features.feature_report`: linear-probe accuracy
     (train -> test) and k-means NMI (test) of the codes, beside raw pixels and PCA of the
     pixels with as many dimensions as the code.
-  * likelihood (option 'likelihood', a VAE's `log_likelihood`): per test image, the ELBO (closed-form KL, reconstruction term
-    averaged over k posterior samples) and the importance-weighted bound with the same
-    k = iw_samples samples (Burda et al. 2016), in nats per image and bits per
-    dimension. With a Bernoulli decoder on grey-level images these are the usual
-    cross-entropy bounds, not densities of discrete data.
+  * likelihood (option 'likelihood', a VAE's `log_likelihood`): per test image, the ELBO
+    (closed-form KL, reconstruction term averaged over k posterior samples) and the
+    importance-weighted bound with the same k = iw_samples samples (Burda et al. 2016),
+    in nats per image and bits per dimension. With a Bernoulli decoder on grey-level
+    images these are the usual cross-entropy bounds, not densities of discrete data.
   * sample quality (option 'sample_quality', a VAE's `sample`): the GAN protocol of
-    `generative.GenerativeEvaluator` on prior samples (Fréchet distance, KID, precision/recall in a genjax classifier's features),
-    when that classifier exists; otherwise the result says how to train it.
+    `generative.GenerativeEvaluator` on prior samples (Fréchet distance, KID,
+    precision/recall in a genjax classifier's features), when that classifier exists;
+    otherwise the result says how to train it.
 """
 
 from __future__ import annotations

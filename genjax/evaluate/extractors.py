@@ -147,7 +147,8 @@ class ClassifierExtractor(Extractor):
         if report.exists():
             accuracy = json.loads(report.read_text()).get("test_accuracy")
         return cls(task.classify, state, weights=task.weights(state),
-                   input_shape=task.input_shape, dataset=config.dataset.name, workdir=str(workdir.absolute()),
+                   input_shape=task.input_shape, dataset=config.dataset.name,
+                   workdir=str(workdir.absolute()),
                    step=int(state.step), test_accuracy=accuracy)
 
     def _forward(self, images):

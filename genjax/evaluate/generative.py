@@ -7,8 +7,8 @@ which of its functions; `genjax.evaluate.evaluator` builds and runs them by name
   * generated: `num` images of `sample(state, jax.random.key(seed), num)` (a GAN's EMA
     generator, or `which='raw'` for --generator=raw; BatchNorm in evaluation mode, i.e.
     running averages, so each image depends on its own noise only): exactly the images
-    of `python -m genjax.sample --workdir=DIR --num=num --seed=seed`. `num` defaults to eval.num_samples, and 0
-    there means as many as the training split has, at most 10,000.
+    of `python -m genjax.sample --workdir=DIR --num=num --seed=seed`. `num` defaults to
+    eval.num_samples, and 0 there means as many as the training split has, at most 10,000.
   * reference: the real images of eval.split (default 'test'), all of them up to 10,000
     (a seeded random subset beyond), preprocessed exactly as training batches are.
   * floor: `num` real images of the training split (a seeded subset if it is larger)
@@ -25,8 +25,8 @@ which of its functions; `genjax.evaluate.evaluator` builds and runs them by name
 accuracy on all of eval.split, in evaluation mode.
 'autoencoding' (autoencoders and VAEs): `genjax.evaluate.autoencoding`.
 Real images come from the task's `data_spec` through `genjax.data.load_split`, in the
-training preprocessing. Every result records its protocol (counts, splits, extractor name and weights
-checksum, seed, generator, BatchNorm mode, metric settings, library versions).
+training preprocessing. Every result records its protocol (counts, splits, extractor
+name and weights checksum, seed, generator, BatchNorm mode, metric settings, library versions).
 """
 
 from __future__ import annotations
