@@ -16,6 +16,7 @@ result under that name (the classifier's eval/classifier.json).
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -24,14 +25,24 @@ import ml_collections
 
 from genjax import tasks as tasks_lib
 from genjax.errors import ConfigError
-from genjax.evaluate.autoencoding import AutoencoderEvaluator
 from genjax.evaluate.extractors import Extractor
-from genjax.evaluate.generative import ClassifierEvaluator, GenerativeEvaluator
 from genjax.run import load_run
 
-MEASURES = {"generative": GenerativeEvaluator, "classification": ClassifierEvaluator,
-            "autoencoding": AutoencoderEvaluator}
-_BY_KIND = {m.kind: m for m in MEASURES.values()}
+# Measurement name -> its class, 'module:Class', imported when a task declares it (the
+# autoencoding measures pull in scikit-learn, which a GAN run need not load). Each class
+# has `from_entry(config, spec, entry, **overrides)`, `__call__(functions, state, step)
+# -> result`, the result's `kind`, and `scalars(result)` and `table(result)`.
+MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
+            "classification": "genjax.evaluate.generative:ClassifierEvaluator",
+            "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator"}
+_KINDS = {"generative": "generative", "classification": "classification",
+          "autoencoder": "autoencoding"}  # a result's kind -> the measurement that made it
+
+
+def measurement(name: str):
+    """The class of the measurement `name` (a key of MEASURES)."""
+    module, _, cls = MEASURES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build(config: ml_collections.ConfigDict, task, **overrides) -> list[tuple[str, Any, Any]]:
@@ -45,19 +56,19 @@ def build(config: ml_collections.ConfigDict, task, **overrides) -> list[tuple[st
             raise ConfigError(f"Task {task.name!r} declares the evaluator {name!r} with the "
                               f"measurement {entry.measure!r}, which genjax.evaluate does not "
                               f"have; it has: {', '.join(MEASURES)}.")
-        out.append((name, MEASURES[entry.measure].from_entry(config, spec, entry, **overrides),
-                    entry))
+        built = measurement(entry.measure).from_entry(config, spec, entry, **overrides)
+        out.append((name, built, entry))
     return out
 
 
 def scalars(result: dict) -> dict[str, float]:
     """TensorBoard scalars of a result (eval/<metric>, ...), by its kind."""
-    return _BY_KIND[result["kind"]].scalars(result)
+    return measurement(_KINDS[result["kind"]]).scalars(result)
 
 
 def table(result: dict) -> str:
     """The printed summary of a result, by its kind."""
-    return _BY_KIND[result["kind"]].table(result)
+    return measurement(_KINDS[result["kind"]]).table(result)
 
 
 def result_name(index: int, name: str, result: dict) -> str:
