@@ -1,5 +1,6 @@
 """Tests of the embedded digits dataset and the TFDS -> grain input pipeline (offline, no TF)."""
 
+import importlib
 import json
 import time
 
@@ -17,7 +18,9 @@ from genjax.data import (
     prepare_digits,
 )
 from genjax.data import digits as digits_lib
-from genjax.data import pipeline as pipeline_lib
+
+# The module, not `genjax.data.pipeline`, the function of the same name the package exports.
+pipeline_lib = importlib.import_module("genjax.data.pipeline")
 
 
 @pytest.fixture(scope="module")
