@@ -1,9 +1,11 @@
 """Input data: TFDS data_source -> grain pipelines, and the embedded `digits` dataset.
 
-Tasks describe their batches with a `DataSpec` (`genjax.data.spec`); `meta`, `pipeline`,
-`load_split` and `held_out_batch` (`genjax.data.serve`) serve them."""
+Tasks describe their batches with a `DataSpec` (`genjax.data.spec`: the layouts
+'images', 'paired', 'unpaired', 'captioned', from TFDS or image folders); `meta`,
+`pipeline`, `load_split` and `held_out_batch` (`genjax.data.serve`) serve them."""
 
 from genjax.data.digits import prepare_digits
+from genjax.data.folders import FolderError
 from genjax.data.pipeline import (
     DatasetMeta,
     DatasetNotAvailableError,
@@ -14,10 +16,13 @@ from genjax.data.pipeline import (
 )
 from genjax.data.serve import held_out_batch, load_split, meta, pipeline, split_size
 from genjax.data.spec import LAYOUTS, DataSpec
+from genjax.data.text import Tokenizer
 
 __all__ = [
     "DataSpec",
     "LAYOUTS",
+    "FolderError",
+    "Tokenizer",
     "held_out_batch",
     "load_split",
     "meta",

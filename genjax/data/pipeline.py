@@ -51,6 +51,12 @@ class DatasetMeta:
         the dataset is not prepared yet (TFDS learns the counts while preparing).
       image_key: the feature that holds the image.
       label_key: the feature that holds the class label, or None.
+      image_channels: the channel count of each image feature of the batches, e.g.
+        {'input': 1, 'target': 3} for a 'paired' dataset; None for 'images' (whose
+        channels are image_shape[-1]).
+      vocabulary: a 'captioned' dataset's token id -> word list
+        (`genjax.data.text.Tokenizer`), saved with a run's metadata; else None.
+      max_tokens: the length of a 'captioned' dataset's token sequences; else None.
     """
 
     name: str
@@ -59,6 +65,14 @@ class DatasetMeta:
     num_examples: Mapping[str, int]
     image_key: str = "image"
     label_key: str | None = "label"
+    image_channels: Mapping[str, int] | None = None
+    vocabulary: tuple[str, ...] | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self):  # JSON (a run's saved metadata) gives lists back
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        if self.vocabulary is not None:
+            object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
 
 
 # --------------------------------------------------------------------------- sources
@@ -93,6 +107,19 @@ def _builder(name: str, data_dir: str | os.PathLike | None) -> tfds.core.Dataset
         raise DatasetNotAvailableError(_unknown_name_message(name)) from None
     except (AssertionError, ValueError) as error:  # unknown version or config
         raise DatasetNotAvailableError(f"Cannot load TFDS dataset {name!r}: {error}") from None
+    except ImportError as error:
+        # Some builders (coco_captions, ...) import TensorFlow; their prepared files read
+        # without it, through the builder TFDS makes from the files' metadata.
+        try:
+            return tfds.core.read_only_builder.builder_from_files(name, data_dir=data_dir)
+        except tfds.core.registered.DatasetNotFoundError:
+            raise DatasetNotAvailableError(
+                f"TFDS's builder of {name!r} needs {error.name or 'a missing module'} "
+                f"({error}), and {name!r} is not prepared in "
+                f"{data_dir or 'the default TFDS data directory'} to be read without it. "
+                f"Prepare it once where TensorFlow is installed (pip install tensorflow && "
+                f"tfds build {shlex.quote(name)} --file_format=array_record) and pass its "
+                "data_dir.") from None
 
 
 def _formats_on_disk(builder: tfds.core.DatasetBuilder) -> set[str]:
@@ -145,6 +172,8 @@ def dataset_source(name: str, split: str, data_dir: str | os.PathLike | None = N
     data_dir = None if data_dir is None else os.fspath(data_dir)
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except ImportError:  # the builder's code needs TensorFlow: read the prepared files
+        return builder.as_data_source(split=split)
     except Exception as error:
         # TFDS's own message for a missing dataset talks about the TFRECORD format; only
         # when the array_record files are really absent is the cause ours to explain.
@@ -333,7 +362,22 @@ def make_pipeline(
     _check_layout(global_batch_size, num_devices, image_size)
     source = dataset_source(name, split, data_dir)
     meta = dataset_meta(name, data_dir)
-    _check_fits(name, split, len(source), global_batch_size, num_devices, drop_remainder)
+    return pipeline_from_source(
+        source, meta, split, global_batch_size=global_batch_size, num_devices=num_devices,
+        image_size=image_size, seed=seed, shuffle=shuffle, repeat=repeat,
+        drop_remainder=drop_remainder, num_threads=num_threads,
+        prefetch_batches=prefetch_batches)
+
+
+def pipeline_from_source(source, meta: DatasetMeta, split: str, *, global_batch_size: int,
+                         num_devices: int, image_size: int, seed: int, shuffle: bool = True,
+                         repeat: bool = True, drop_remainder: bool = True,
+                         num_threads: int = DEFAULT_NUM_THREADS,
+                         prefetch_batches: int = DEFAULT_PREFETCH_BATCHES) -> Pipeline:
+    """`make_pipeline` over any random-access source of `{image_key, label_key}` records
+    (a TFDS data_source, an image folder)."""
+    _check_layout(global_batch_size, num_devices, image_size)
+    _check_fits(meta.name, split, len(source), global_batch_size, num_devices, drop_remainder)
 
     # `.seed()` rather than `shuffle(seed=...)`: grain then hashes the seed (SeedSequence)
     # before the shuffle adds the epoch to it, so seeds s and s+1 do not produce the same

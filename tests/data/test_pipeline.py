@@ -19,7 +19,7 @@ from genjax.data import (
 )
 from genjax.data import digits as digits_lib
 
-# The module, not `genjax.data.pipeline`, the function of the same name the package exports.
+# The module: `genjax.data.pipeline` as an attribute is `serve.pipeline`, the function.
 pipeline_lib = importlib.import_module("genjax.data.pipeline")
 
 
