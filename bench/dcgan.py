@@ -81,7 +81,7 @@ SHAPES = {
     # configs/dcgan.py exactly as it is (the embedded digits at 16x16); the worker reads
     # the shape from the config file, these are only the values it held when written.
     "default": Shape("default", 16, 1, 64, 32, 0.3, 64, 64),
-    # genjax.config.gan_defaults() (no dropout) at these sizes:
+    # genjax.tasks.gan.defaults() (no dropout) at these sizes:
     "32x32x1": Shape("32x32x1", 32, 1, 32, 32, 0.0, 64, 64),
     # The classic DCGAN of Radford et al.: 64x64 RGB, 64..512 channels, 100-d latent.
     "64x64x3": Shape("64x64x3", 64, 3, 64, 64, 0.0, 100, 64),
@@ -183,9 +183,9 @@ def worker_matmul(n: int = 2048, reps: int = 15, per_rep: int = 4) -> dict:
 
 
 def _genjax_config(s: Shape, conv_impl: str, dtype: str):
-    """The 'default' shape: configs/dcgan.py as it is; the others: `gan_defaults()` with
+    """The 'default' shape: configs/dcgan.py as it is; the others: the GAN task's `defaults()` with
     the shape's fields. The flags' conv_impl and dtype are set; the result is validated."""
-    from genjax import config as config_lib
+    from genjax import tasks as tasks_lib
 
     if s.name == "default":
         path = ROOT / "configs" / "dcgan.py"
@@ -194,7 +194,7 @@ def _genjax_config(s: Shape, conv_impl: str, dtype: str):
         spec.loader.exec_module(module)
         config = module.get_config()
     else:
-        config = config_lib.gan_defaults()
+        config = tasks_lib.defaults("gan")
         config.image_size = s.image_size
         config.model.g_width = s.g_width
         config.model.d_width = s.d_width
@@ -203,7 +203,7 @@ def _genjax_config(s: Shape, conv_impl: str, dtype: str):
         config.batch_size = s.batch
     config.model.conv_impl = conv_impl
     config.model.dtype = dtype
-    config_lib.validate(config, num_devices=1)
+    tasks_lib.validate(config, num_devices=1)
     return config
 
 

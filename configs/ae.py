@@ -17,11 +17,11 @@ Variations:
   MNIST 32x32: --config.dataset.name=mnist --config.image_size=32 --config.num_train_steps=10000
 """
 
-from genjax.config import autoencoder_defaults
+from genjax.tasks import autoencoder
 
 
 def get_config():
-    config = autoencoder_defaults()
+    config = autoencoder.defaults()
     config.dataset.name = "digits"
     config.image_size = 16
     config.num_train_steps = 2000

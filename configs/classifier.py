@@ -16,11 +16,11 @@ For a real dataset, train one per dataset at the GAN's image size, e.g. MNIST at
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
-from genjax.config import classifier_defaults
+from genjax.tasks import classifier
 
 
 def get_config():
-    config = classifier_defaults()
+    config = classifier.defaults()
     config.dataset.name = "digits"
     config.image_size = 16
     config.num_train_steps = 1000

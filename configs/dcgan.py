@@ -19,11 +19,11 @@ Real datasets (prepare them first, see the README), e.g. MNIST at 32x32:
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
-from genjax.config import gan_defaults
+from genjax.tasks import gan
 
 
 def get_config():
-    config = gan_defaults()
+    config = gan.defaults()
     config.dataset.name = "digits"
     config.image_size = 16
     config.num_train_steps = 4000

@@ -20,11 +20,11 @@ Variations:
   MNIST 32x32: --config.dataset.name=mnist --config.image_size=32 --config.num_train_steps=10000
 """
 
-from genjax.config import vae_defaults
+from genjax.tasks import vae
 
 
 def get_config():
-    config = vae_defaults()
+    config = vae.defaults()
     config.dataset.name = "digits"
     config.image_size = 16
     config.num_train_steps = 3000

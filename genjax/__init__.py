@@ -16,6 +16,6 @@ def __getattr__(name):
         from genjax.loop import train_and_evaluate
         return train_and_evaluate
     if name in ("sample_from_workdir", "load_run"):
-        from genjax import sample
-        return getattr(sample, name)
+        from genjax import run
+        return getattr(run, name)
     raise AttributeError(f"module 'genjax' has no attribute {name!r}")

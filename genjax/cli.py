@@ -8,6 +8,7 @@ import sys
 from absl import flags
 
 from genjax import config as config_lib
+from genjax import tasks
 
 FLAGS = flags.FLAGS
 
@@ -24,7 +25,8 @@ def parse_flags(argv):
         # ("Did you mean ...") or a value of the wrong type.
         message = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'").split())
         print(f"error: bad --config override: {message}. Every field is listed in the config "
-              "file and in genjax/config.py; fix the name or the value.", file=sys.stderr)
+              "file and in its task module (genjax/tasks/<task>.py); fix the name or the value.",
+              file=sys.stderr)
     sys.exit(2)
 
 
@@ -33,7 +35,7 @@ def _expected_type(message: str) -> str:
     match = re.search(r"--config\.([\w.]+)=", message)
     if not match:
         return ""
-    schemas = [config_lib.flatten(config_lib.defaults_for(task)) for task in config_lib.TASKS]
+    schemas = [config_lib.flatten(tasks.defaults(name)) for name in tasks.available()]
     expected = next((s[match.group(1)] for s in schemas if match.group(1) in s), None)
     if expected is None:
         return ""

@@ -1,9 +1,18 @@
 """The generic training loop: any task, any dataset, any number of local devices.
 
-`train_and_evaluate(config, workdir)` initialises or restores the state, feeds
-batches from the input pipeline to the `pmap`ped step, and every so often logs
-scalars, writes a fixed-noise sample grid and saves a checkpoint (train state + the
-pipeline's position), so that running it again resumes exactly where it stopped.
+`train_and_evaluate(config, workdir)` finds the task module `config.task` names
+(`genjax.tasks`), serves the batches its `data_spec` asks for, initialises or restores
+the state, feeds batches to the `pmap`ped step, and every so often logs scalars, draws
+the task's `visuals` from one fixed held-out batch (taken once, before training, and
+never looked inside), runs the evaluators the task declares, and saves a checkpoint
+(train state + the pipeline's position), so that running it again resumes exactly
+where it stopped. It knows no family: what differs between families is in their task
+modules.
+
+Pictures: every `sample_every_steps` (and at the last step), each `(images, columns)`
+the task's visuals return under a name goes to <workdir>/samples/<name>_step_<N>.png
+and to TensorBoard; the one named 'samples' (a GAN's or VAE's sample grid) to
+samples/step_<N>.png.
 
 What it does when things go wrong (the tests in tests/test_reliability.py prove each):
 - A bad config, an unknown or unprepared dataset, or a workdir whose checkpoints have
@@ -43,12 +52,12 @@ from tensorboardX import SummaryWriter
 from genjax import config as config_lib
 from genjax import data, evaluate, parallel, tasks, viz
 from genjax.checkpoint import Checkpoints, library_versions
-from genjax.evaluate import images as eval_images
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
                            CorruptCheckpointError, NonFiniteError, Preempted)
 from genjax.preemption import StopSignal
+from genjax.run import load_run
 
-SAMPLE_STREAM = 0x5A4D  # Folded into the seed for the fixed sample-grid noise.
+SAMPLE_STREAM = 0x5A4D  # Folded into the seed for the visuals' key (fixed over the run).
 
 
 def enable_compilation_cache() -> None:
@@ -63,10 +72,6 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _data_dir(config) -> str | None:
-    return config.dataset.data_dir or None
-
-
 def _check_workdir_config(workdir: Path, config) -> None:
     """A workdir belongs to one model: resuming with a config that changes array shapes
     would mix incompatible runs, so it stops here, before anything is written."""
@@ -78,7 +83,7 @@ def _check_workdir_config(workdir: Path, config) -> None:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not readable JSON ({e}). Restore it from the run "
                               "that created this workdir, or use a new --workdir.") from e
-    diffs = config_lib.shape_differences(old, config)
+    diffs = tasks.shape_differences(old, config)
     if diffs:
         lines = ", ".join(f"{k}: {a!r} in the workdir vs {b!r} now" for k, (a, b) in diffs.items())
         raise ConfigError(
@@ -141,69 +146,14 @@ class _Logger:
         self.writer.close()
 
 
-def _write_samples(task, host_state, config, workdir: Path, step: int, logger) -> Path:
-    key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_STREAM)
-    images = task.sample(host_state, key, config.num_sample_images)
-    grid = viz.image_grid(images, scale=viz.legible_scale(config.image_size))
-    path = viz.save_png(workdir / "samples" / f"step_{step:06d}.png", grid)
-    logger.image("samples", step, grid)
-    return path
-
-
-class _Pictures(NamedTuple):
-    """What an autoencoder run draws its pictures from: fixed held-out images, and the
-    run named by eval.compare_workdir (task, state), whose interpolations of the same
-    images are drawn in the rows between this run's."""
-    images: np.ndarray
-    partner: tuple[Any, Any] | None = None
-
-
-NUM_PICTURE_IMAGES = 64  # Held-out images the pictures use (traversal ranges come from all).
-
-
-def _picture_inputs(config, task) -> _Pictures | None:
-    """The held-out images (eval.split, a subset fixed by eval.seed) and the comparison run,
-    loaded once before training; None for tasks that draw no pictures."""
-    if task.pictures is None:
-        return None
-    settings = config.eval
-    images, _ = eval_images.load_images(
-        config.dataset.name, settings.split, image_size=config.image_size,
-        num=NUM_PICTURE_IMAGES, seed=settings.seed, data_dir=_data_dir(config))
-    partner = None
-    if settings.get("compare_workdir", ""):
-        partner = _load_partner(Path(settings.compare_workdir), images.shape[1:])
-    return _Pictures(images, partner)
-
-
-def _load_partner(workdir: Path, image_shape) -> tuple[Any, Any] | None:
-    from genjax.sample import load_run  # lazily: it is only needed here
-
-    try:
-        _, task, state = load_run(workdir)
-    except CheckpointError as e:
-        logging.warning("eval.compare_workdir: %s Drawing this run's interpolations alone.", e)
-        return None
-    if task.interpolate is None:
-        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, which is "
-                          "not an autoencoder or VAE run. Name one, or set it to ''.")
-    shape = jax.eval_shape(task.decode, state, jax.ShapeDtypeStruct((1, task.latent_dim),
-                                                                    jnp.float32)).shape[1:]
-    if tuple(shape) != tuple(image_shape):
-        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, whose "
-                          f"images are {tuple(shape)}, not {tuple(image_shape)} like this "
-                          "run's. Name a run on the same dataset and image_size, or set it "
-                          "to ''.")
-    return task, state
-
-
-def _write_pictures(run, host_state, step: int) -> None:
+def _write_visuals(run, host_state, step: int) -> None:
+    """The task's pictures of the fixed held-out batch (see the module docstring)."""
     key = jax.random.fold_in(jax.random.key(run.config.seed), SAMPLE_STREAM)
-    pictures = run.task.pictures(host_state, run.pictures.images, key, run.pictures.partner)
-    scale = viz.legible_scale(run.config.image_size)
-    for name, (images, columns) in pictures.items():
-        grid = viz.image_grid(images, ncol=columns, scale=scale)
-        viz.save_png(run.workdir / "samples" / f"{name}_step_{step:06d}.png", grid)
+    for name, (images, columns) in run.task.visuals(host_state, run.held_out, key).items():
+        images = np.asarray(images)
+        grid = viz.image_grid(images, ncol=columns, scale=viz.legible_scale(images.shape[1]))
+        file = f"step_{step:06d}.png" if name == "samples" else f"{name}_step_{step:06d}.png"
+        viz.save_png(run.workdir / "samples" / file, grid)
         run.logger.image(name, step, grid)
 
 
@@ -214,28 +164,36 @@ def _checkpoint_meta(config, meta) -> dict:
 # ------------------------------------------------------------------------- set-up
 
 
-def _dataset_error(config, error: data.DatasetNotAvailableError):
+def _dataset_error(spec: data.DataSpec, error: data.DatasetNotAvailableError):
     return data.DatasetNotAvailableError(
-        f"Config field 'dataset.name' is {config.dataset.name!r} (dataset.data_dir "
-        f"{config.dataset.data_dir or 'unset: TFDS default'!r}): {error}")
+        f"Config field 'dataset.name' is {spec.name!r} (dataset.data_dir "
+        f"{spec.data_dir or 'unset: TFDS default'!r}): {error}")
 
 
-def _dataset_meta(config):
+def _dataset_meta(spec: data.DataSpec):
     """The dataset's shapes, or a clear error for an unknown name, before any JAX work."""
     try:
-        return data.dataset_meta(config.dataset.name, data_dir=_data_dir(config))
+        return data.meta(spec)
     except data.DatasetNotAvailableError as e:
-        raise _dataset_error(config, e) from None
+        raise _dataset_error(spec, e) from None
 
 
-def _make_pipeline(config, num_devices: int) -> data.Pipeline:
+def _make_pipeline(spec: data.DataSpec, config, num_devices: int) -> data.Pipeline:
     try:
-        return data.make_pipeline(
-            config.dataset.name, config.dataset.split, global_batch_size=config.batch_size,
-            num_devices=num_devices, image_size=config.image_size, seed=config.seed,
-            data_dir=_data_dir(config))
+        return data.pipeline(spec, global_batch_size=config.batch_size,
+                             num_devices=num_devices, seed=config.seed)
     except data.DatasetNotAvailableError as e:
-        raise _dataset_error(config, e) from None
+        raise _dataset_error(spec, e) from None
+
+
+def _held_out_batch(spec: data.DataSpec, task):
+    """The fixed held-out batch the task's visuals draw from (None if it takes none)."""
+    if not task.held_out:
+        return None
+    try:
+        return data.held_out_batch(spec, task.held_out, task.held_out_seed)
+    except data.DatasetNotAvailableError as e:
+        raise _dataset_error(spec, e) from None
 
 
 def _unwritable(workdir: Path, error: OSError) -> CheckpointSaveError:
@@ -339,10 +297,7 @@ def _watch_nonfinite(train_step, limit: int):
 
     def step(state, batch, tripped):
         state, metrics = train_step(state, batch)
-        streak = getattr(state, "nonfinite_streak", None)  # a task without one is not watched
-        if streak is None:
-            return state, metrics, tripped
-        reached = (tripped == 0) & (streak >= limit)
+        reached = (tripped == 0) & (state.nonfinite_streak >= limit)
         return state, metrics, jnp.where(reached, state.step, tripped)
 
     return step
@@ -357,7 +312,7 @@ class _Run(NamedTuple):
     logger: _Logger
     workdir: Path
     evaluate: Any = None  # evaluate.make_evaluator's hook, or None: (host state, step) -> scalars
-    pictures: _Pictures | None = None  # an autoencoder's picture inputs (`_picture_inputs`)
+    held_out: Any = None  # the fixed held-out batch of the task's visuals (or None)
 
 
 def _check_streak(run: _Run, step: int, tripped) -> None:
@@ -402,6 +357,7 @@ def _train(run: _Run, state, pipeline) -> Any:
     del state  # the device copy is the live one; keep no stale host copy around
     tripped = parallel.replicate(np.zeros((), np.int32))
     p_step = parallel.pmap(_watch_nonfinite(run.task.train_step, config.max_nonfinite_steps))
+    draw_every = config.get("sample_every_steps", 0)  # a config without it draws nothing
     batches = parallel.prefetch((batch, pipeline.get_state()) for batch in pipeline)
     t0 = time.perf_counter()
     with StopSignal() as stop:
@@ -419,13 +375,8 @@ def _train(run: _Run, state, pipeline) -> Any:
             if step % config.log_every_steps == 0 or step == total:
                 run.logger.scalars(step, parallel.unreplicate(metrics))
                 _check_streak(run, step, tripped)
-            draws = run.task.sample is not None or run.pictures is not None
-            if draws and (step % config.sample_every_steps == 0 or step == total):
-                host_state = parallel.unreplicate(p_state)
-                if run.task.sample is not None:
-                    _write_samples(run.task, host_state, config, run.workdir, step, run.logger)
-                if run.pictures is not None:
-                    _write_pictures(run, host_state, step)
+            if draw_every and (step % draw_every == 0 or step == total):
+                _write_visuals(run, parallel.unreplicate(p_state), step)
             if run.evaluate is not None and (step % config.eval_every_steps == 0
                                              or step == total):
                 run.logger.evaluation(step, run.evaluate(parallel.unreplicate(p_state), step))
@@ -448,27 +399,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     training, each after the newest checkpoint is committed.
     """
     workdir = Path(workdir)
-    config_lib.validate(config)  # pure: no JAX, no disk
+    module = tasks.validate(config)  # pure: no JAX, no disk
     _check_workdir_config(workdir, config)
-    meta = _dataset_meta(config)
+    spec = module.data_spec(config)
+    meta = _dataset_meta(spec)
     num_devices = parallel.device_count()
-    config_lib.validate(config, num_devices)
-    pipeline = _make_pipeline(config, num_devices)
+    tasks.validate(config, num_devices)
+    pipeline = _make_pipeline(spec, config, num_devices)
     enable_compilation_cache()
-    task = tasks.make(config, meta)
+    # The task may load another run its config names (a VAE's eval.compare_workdir).
+    task = module.make(config, meta, load_run=load_run)
     # Before anything is written: a missing feature extractor fails here.
     evaluator = evaluate.make_evaluator(config, task, workdir)
-    pictures = _picture_inputs(config, task)
+    held_out = _held_out_batch(spec, task)
 
     checkpoints = _open_checkpoints(workdir, config)
     logger = None
     try:
         state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
         _write_config(workdir, config)
-        logger = _Logger(workdir, config.num_train_steps, config.batch_size,
-                         int(getattr(state, "skipped", 0)))
+        logger = _Logger(workdir, config.num_train_steps, config.batch_size, int(state.skipped))
         return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,
-                           pictures), state, pipeline)
+                           held_out), state, pipeline)
     finally:
         checkpoints.close()
         if logger is not None:

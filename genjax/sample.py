@@ -3,7 +3,8 @@
     python -m genjax.sample --workdir=DIR --num=N --seed=S --out=FILE.npz
 
 writes N images (uint8, NHWC) as the array `images` of FILE.npz. The same seed and
-checkpoint give the same bytes. From a notebook: `genjax.sample_from_workdir(DIR, N, S)`.
+checkpoint give the same bytes. From a notebook: `genjax.sample_from_workdir(DIR, N, S)`
+(`genjax.run`, which this command line sits on).
 """
 
 from __future__ import annotations
@@ -11,44 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from genjax import config as config_lib
-from genjax import data, tasks, viz
-from genjax.checkpoint import Checkpoints
-from genjax.errors import CheckpointError, GenjaxError
-
-
-def load_run(workdir, step: int | None = None):
-    """(config, task, host state) of a run's checkpoint (the newest unless `step`)."""
-    workdir = Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise CheckpointError(f"{workdir} has no config.json: it is not a genjax workdir. "
-                              "Pass the --workdir that train.py used.")
-    config = config_lib.from_json(config_path.read_text())
-    checkpoints = Checkpoints(workdir / "checkpoints", read_only=True)
-    try:
-        step = checkpoints.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"{workdir}/checkpoints holds no finished checkpoint yet. "
-                                  "Train first (python train.py ... --workdir=this dir).")
-        saved = checkpoints.metadata(step)["dataset"]
-        meta = data.DatasetMeta(**{**saved, "image_shape": tuple(saved["image_shape"])})
-        task = tasks.make(config, meta)
-        target = jax.eval_shape(task.init, config.seed)
-        state, _, _ = checkpoints.restore(step, target)
-    finally:
-        checkpoints.close()
-    return config, task, state
-
-
-def sample_from_workdir(workdir, num: int, seed: int = 0, step: int | None = None) -> np.ndarray:
-    """`num` generated images, uint8 NHWC, from the run's newest checkpoint."""
-    _, task, state = load_run(workdir, step)
-    images = task.sample(state, jax.random.key(seed), num)
-    return viz.to_uint8(images)
+from genjax.errors import GenjaxError
+from genjax.run import sample_from_workdir
 
 
 def main(argv=None) -> None:

@@ -2,7 +2,20 @@
 
 A state holds arrays only; models, optimisers and config are bound statically with
 `functools.partial`. A player is what one optimiser trains: parameters, BatchNorm
-statistics and the optimiser's state.
+statistics and the optimiser's state. Every task's state has `step`, `key` (key data;
+per-step keys are `fold_in(key, step)`), `skipped` and `nonfinite_streak` (`finish_step`
+keeps the last three); `ModelState` below fits any task with one player, a task with
+more players defines its own (e.g. `genjax.tasks.gan.GANState`).
+
+The state is the same on every device. The loop checkpoints one device's copy and the
+evaluators read one device's copy, so a step must leave every device holding bitwise
+the same state: gradients and losses are averaged over the device axis (`update_player`),
+BatchNorm statistics are averaged by `axis_name`, and anything else that could differ
+per device (per-device draws, an image history pool, per-device statistics) is made
+global inside the step (gathered, or computed from global values) before it enters the
+state. Per-device randomness (dropout masks, latent noise) folds in the device index
+(`parallel.device_key`) and never enters the state. The 8-device task tests check the
+rule (tests/tasks/taskutil.py: `assert_one_device_matches_eight`).
 """
 
 from __future__ import annotations
@@ -22,17 +35,6 @@ class Player:
     params: Any
     batch_stats: Any
     opt_state: Any
-
-
-@flax.struct.dataclass
-class GANState:
-    step: jnp.ndarray  # int32: completed iterations (one generator update each).
-    key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
-    generator: Player
-    discriminator: Player
-    ema: Any  # {'params', 'batch_stats'}: exponential moving average of the generator.
-    skipped: jnp.ndarray  # int32: updates skipped because a loss or gradient was not finite.
-    nonfinite_streak: jnp.ndarray  # int32: consecutive iterations with a skipped update.
 
 
 @flax.struct.dataclass

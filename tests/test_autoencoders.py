@@ -138,7 +138,7 @@ def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path, task, monkeypatch):
     import ml_collections
 
     import genjax
-    from genjax import config as config_lib
+    from genjax import tasks as tasks_lib
     from genjax import loop
     from genjax.preemption import StopSignal
 
@@ -153,8 +153,8 @@ def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path, task, monkeypatch):
             return self.signum is not None
 
     def config(steps):
-        c = ml_collections.ConfigDict((config_lib.autoencoder_defaults() if task == "autoencoder"
-                                       else config_lib.vae_defaults()).to_dict())
+        c = ml_collections.ConfigDict((tasks_lib.defaults("autoencoder") if task == "autoencoder"
+                                       else tasks_lib.defaults("vae")).to_dict())
         c.image_size, c.batch_size, c.num_train_steps = 8, 16, steps
         c.model.width, c.model.latent_dim, c.model.dropout = 4, 4, 0.1
         c.dataset.data_dir = str(tmp_path / "tfds")

@@ -5,6 +5,7 @@ import ml_collections
 import pytest
 
 from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("[!_]*.py"))
@@ -19,26 +20,26 @@ def load(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_file_validates(path):
-    config_lib.validate(load(path), num_devices=8)
+    tasks_lib.validate(load(path), num_devices=8)
 
 
 def _unlocked():
-    return ml_collections.ConfigDict(config_lib.gan_defaults().to_dict())
+    return ml_collections.ConfigDict(tasks_lib.defaults("gan").to_dict())
 
 
 def test_misspelt_key_is_named_with_suggestion():
     c = _unlocked()
     c.num_train_step = 5
     with pytest.raises(ConfigError, match="num_train_step.*Did you mean 'num_train_steps'"):
-        config_lib.validate(c)
+        tasks_lib.validate(c)
 
 
 def test_wrong_type_is_named():
-    d = config_lib.gan_defaults().to_dict()
+    d = tasks_lib.defaults("gan").to_dict()
     d["batch_size"] = "64"  # e.g. from a hand-edited JSON file
     c = ml_collections.ConfigDict(d)
     with pytest.raises(ConfigError, match="'batch_size' must be a int"):
-        config_lib.validate(c)
+        tasks_lib.validate(c)
 
 
 @pytest.mark.parametrize("field,value,pattern", [
@@ -53,20 +54,66 @@ def test_bad_values_are_named_with_choices(field, value, pattern):
     section, _, leaf = field.rpartition(".")
     (c[section] if section else c)[leaf] = value
     with pytest.raises(ConfigError, match=pattern):
-        config_lib.validate(c)
+        tasks_lib.validate(c)
 
 
 def test_batch_size_must_divide_by_devices():
     c = _unlocked()
     c.batch_size = 60
     with pytest.raises(ConfigError, match="divisible by the number of local devices \\(8\\)"):
-        config_lib.validate(c, num_devices=8)
+        tasks_lib.validate(c, num_devices=8)
 
 
 def test_json_round_trip_and_shape_differences():
-    c = config_lib.gan_defaults()
+    c = tasks_lib.defaults("gan")
     back = config_lib.from_json(config_lib.to_json(c))
     assert back.to_dict() == c.to_dict()
+    tasks_lib.validate(back)
     other = _unlocked()
     other.model.g_width = 64
-    assert config_lib.shape_differences(c, other) == {"model.g_width": (32, 64)}
+    assert tasks_lib.shape_differences(c, other) == {"model.g_width": (32, 64)}
+    # The shape fields come from the task module: an autoencoder's width is one, a GAN's
+    # dropout is not.
+    ae = tasks_lib.defaults("autoencoder")
+    wider = ml_collections.ConfigDict(ae.to_dict())
+    wider.model.width, wider.model.dropout = 64, 0.5
+    assert tasks_lib.shape_differences(ae, wider) == {"model.width": (32, 64)}
+    assert tasks_lib.shape_differences(c, ae)["task"] == ("gan", "autoencoder")
+
+
+def test_unknown_task_names_the_task_modules():
+    c = _unlocked()
+    c.task = "pix2pix"
+    with pytest.raises(ConfigError, match="'pix2pix' is not a genjax task.*autoencoder, "
+                       "classifier, gan, vae"):
+        tasks_lib.validate(c)
+
+
+def test_every_task_module_has_the_protocol():
+    """Each module of genjax/tasks/ is a task: defaults (every field commented in the
+    source), validate, SHAPE_FIELDS, data_spec and make."""
+
+    for name in tasks_lib.available():
+        module = tasks_lib.module(name)
+        for attr in ("defaults", "validate", "SHAPE_FIELDS", "data_spec", "make"):
+            assert hasattr(module, attr), (name, attr)
+        defaults = module.defaults()
+        assert defaults.task == name
+        tasks_lib.validate(defaults)
+        assert set(module.SHAPE_FIELDS) <= set(config_lib.flatten(defaults))
+
+
+def test_every_default_field_is_commented():
+    """Every assignment of a field in a defaults() source carries a comment (inline or on
+    the line above)."""
+    import inspect
+    import re
+
+    sources = [inspect.getsource(config_lib)] + [
+        inspect.getsource(tasks_lib.module(n)) for n in tasks_lib.available()]
+    for source in sources:
+        lines = source.splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"\s+(c|d)(\.\w+)+ = ", line) and "ConfigDict()" not in line:
+                above = lines[i - 1].strip() if i else ""
+                assert "#" in line or above.startswith("#"), line

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import genjax
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--config.image_size=16", "--config.batch_size=16", "--config.model.g_width=4",
@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 
 
 def tiny_config(data_dir, **overrides):
-    c = ml_collections.ConfigDict(config_lib.gan_defaults().to_dict())
+    c = ml_collections.ConfigDict(tasks_lib.defaults("gan").to_dict())
     c.image_size, c.batch_size, c.num_sample_images = 16, 16, 16
     c.model.latent_dim, c.model.g_width, c.model.d_width = 8, 4, 4
     c.dataset.data_dir = data_dir

@@ -32,7 +32,6 @@ import numpy as np
 import pytest
 
 import genjax
-from genjax import config as config_lib
 from genjax import data, parallel, tasks
 from genjax.checkpoint import KILL_DURING_SAVE_ENV, Checkpoints
 from genjax.preemption import StopSignal
@@ -444,7 +443,7 @@ def test_bad_config_fails_before_any_jax_work(monkeypatch, tmp_path, data_dir, f
 
     monkeypatch.setattr(parallel, "device_count", no_jax)
     monkeypatch.setattr(tasks, "make", no_jax)
-    c = ml_collections.ConfigDict(config_lib.gan_defaults().to_dict())
+    c = ml_collections.ConfigDict(tasks.defaults("gan").to_dict())
     c.dataset.data_dir = data_dir
     section, _, leaf = field.rpartition(".")
     (c[section] if section else c)[leaf] = value

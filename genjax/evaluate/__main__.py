@@ -2,8 +2,9 @@
 
     python -m genjax.evaluate --workdir=DIR [--num=N] [--seed=S] [--extractor_workdir=DIR]
 
-A GAN run: N images of the EMA generator (eval-mode BatchNorm) against the real images
-of the config's eval.split, beside real training images against the same reference
+Runs the evaluators the run's task declares (genjax.evaluate.evaluator). A GAN run: N
+images of the EMA generator (eval-mode BatchNorm) against the real images of the
+config's eval.split, beside real training images against the same reference
 (the floor); the features come from the genjax classifier in --extractor_workdir, by
 default the config's eval.classifier_workdir or runs/classifier_<dataset>. A classifier
 run: its accuracy on eval.split. An autoencoder or VAE run: compression, features,
@@ -14,27 +15,6 @@ likelihood and sample quality (genjax.evaluate.autoencoding). Writes
 from __future__ import annotations
 
 import sys
-
-
-def _table(result: dict) -> str:
-    if result["kind"] == "autoencoder":
-        from genjax.evaluate.autoencoding import table
-        return table(result)
-    if result["kind"] == "classification":
-        p = result["protocol"]
-        return (f"step {result['step']}: accuracy {result['test_accuracy']:.4f} on "
-                f"{p['num_examples']} images of {p['dataset']}/{p['split']}")
-    p = result["protocol"]
-    names = list(result["generated"])
-    rows = [("generated", p["num_generated"], result["generated"]),
-            (f"real {p['floor_split']} (floor)", p["num_floor"], result["floor"])]
-    lines = [f"step {result['step']}, {p['generator']} generator vs {p['num_reference']} "
-             f"{p['dataset']}/{p['reference_split']} images; extractor {p['extractor']['name']} "
-             f"sha256 {p['extractor']['sha256'][:12]}, seed {p['seed']}",
-             f"{'':>22} {'n':>6} " + " ".join(f"{n:>9}" for n in names)]
-    for label, n, values in rows:
-        lines.append(f"{label:>22} {n:>6} " + " ".join(f"{values[k]:>9.4g}" for k in names))
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -56,7 +36,7 @@ def main(argv=None) -> None:
     def run(_):
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
         from genjax.errors import GenjaxError
-        from genjax.evaluate import evaluate_workdir
+        from genjax.evaluate.evaluator import evaluate_workdir, table
 
         try:
             result = evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
@@ -65,8 +45,9 @@ def main(argv=None) -> None:
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        print(_table(result))
-        print(f"Wrote {result['path']}")
+        for one in [result, *result.get("others", [])]:
+            print(table(one))
+            print(f"Wrote {one['path']}")
 
     app.run(run, argv)
 

@@ -1,7 +1,9 @@
-"""Evaluation of autoencoders and VAEs: compression, features, likelihood, samples.
+"""The 'autoencoding' measurement: compression, features, likelihood, samples.
 
-Protocol (`AutoencoderEvaluator`), all in evaluation mode (BatchNorm running averages, no
-dropout, a VAE's code is its posterior mean):
+A task declares it as Evaluation('autoencoding', {'encode', 'decode'[, 'log_likelihood',
+'sample']}, {'likelihood': bool, 'iw_samples': k, 'sample_quality': bool}) (the
+autoencoder and the VAE do). Protocol (`AutoencoderEvaluator`), all in evaluation mode
+(BatchNorm running averages, no dropout, a VAE's code is its posterior mean):
   * test images: eval.split (default 'test'), all of it up to 10,000 (a subset fixed by
     eval.seed beyond); training images: dataset.split, likewise. Both preprocessed
     exactly as training batches are.
@@ -14,14 +16,15 @@ dropout, a VAE's code is its posterior mean):
   * features (datasets with labels): `features.feature_report`: linear-probe accuracy
     (train -> test) and k-means NMI (test) of the codes, beside raw pixels and PCA of the
     pixels with as many dimensions as the code.
-  * likelihood (VAE): per test image, the ELBO (closed-form KL, reconstruction term
-    averaged over k posterior samples) and the importance-weighted bound with the same
-    k = eval.iw_samples samples (Burda et al. 2016), in nats per image and bits per
-    dimension. With a Bernoulli decoder on grey-level images these are the usual
-    cross-entropy bounds, not densities of discrete data.
-  * sample quality (VAE): the GAN protocol of `evaluator.GenerativeEvaluator` on prior
-    samples (Fréchet distance, KID, precision/recall in a genjax classifier's features),
-    when that classifier exists; otherwise the result says how to train it.
+  * likelihood (option 'likelihood', a VAE's `log_likelihood`): per test image, the ELBO
+    (closed-form KL, reconstruction term averaged over k posterior samples) and the
+    importance-weighted bound with the same k = iw_samples samples (Burda et al. 2016),
+    in nats per image and bits per dimension. With a Bernoulli decoder on grey-level
+    images these are the usual cross-entropy bounds, not densities of discrete data.
+  * sample quality (option 'sample_quality', a VAE's `sample`): the GAN protocol of
+    `generative.GenerativeEvaluator` on prior samples (Fréchet distance, KID,
+    precision/recall in a genjax classifier's features), when that classifier exists;
+    otherwise the result says how to train it.
 """
 
 from __future__ import annotations
@@ -34,13 +37,13 @@ import ml_collections
 import numpy as np
 from sklearn.decomposition import PCA
 
+from genjax import data
 from genjax.checkpoint import library_versions
 from genjax.errors import GenjaxError
 from genjax.evaluate import features as features_lib
-from genjax.evaluate import images as images_lib
-from genjax.evaluate.evaluator import (MAX_SAMPLES, GenerativeEvaluator,
-                                       default_classifier_workdir, eval_settings)
 from genjax.evaluate.extractors import ClassifierExtractor, Extractor
+from genjax.evaluate.generative import (MAX_SAMPLES, GenerativeEvaluator,
+                                        default_classifier_workdir, eval_settings)
 
 QUANTISATION_BITS = 8
 
@@ -58,17 +61,24 @@ def quantise(codes: np.ndarray, bits: int = QUANTISATION_BITS) -> np.ndarray:
     return (np.rint((codes - lo) / scale) * scale + lo).astype(np.float32)
 
 
-def compression_report(task, state, images: np.ndarray, codes: np.ndarray | None = None) -> dict:
-    """Reconstruction error and bits of `images`; `codes` are their codes if already known."""
-    codes = np.asarray(task.encode(state, images)) if codes is None else codes
-    mse = float(np.mean(np.square(np.asarray(task.decode(state, codes)) - images)))
-    mse_q = float(np.mean(np.square(np.asarray(task.decode(state, quantise(codes))) - images)))
+def compression_report(functions, state, images: np.ndarray,
+                       codes: np.ndarray | None = None) -> dict:
+    """Reconstruction error and bits of `images` through `functions['encode']` and
+    `functions['decode']` (a task's, or the task itself); `codes` if already known."""
+    encode, decode = _function(functions, "encode"), _function(functions, "decode")
+    codes = np.asarray(encode(state, images)) if codes is None else codes
+    mse = float(np.mean(np.square(np.asarray(decode(state, codes)) - images)))
+    mse_q = float(np.mean(np.square(np.asarray(decode(state, quantise(codes))) - images)))
     n, pixels = codes.shape[1], int(np.prod(images.shape[1:]))
     return {"mse": mse, "psnr": psnr(mse), "code_dims": n, "image_values": pixels,
             "code_bits_float32": 32 * n, f"code_bits_{QUANTISATION_BITS}bit": QUANTISATION_BITS * n,
             "image_bits": 8 * pixels,
             "compression_ratio": 8 * pixels / (QUANTISATION_BITS * n),
             f"mse_{QUANTISATION_BITS}bit": mse_q, f"psnr_{QUANTISATION_BITS}bit": psnr(mse_q)}
+
+
+def _function(functions, name: str):
+    return functions[name] if isinstance(functions, dict) else getattr(functions, name)
 
 
 def pca_mse(train_images: np.ndarray, test_images: np.ndarray, dims: int, seed: int) -> float:
@@ -93,27 +103,43 @@ def _optional_extractor(config) -> tuple[Extractor | None, str]:
 class AutoencoderEvaluator:
     """The protocol of the module docstring; the real images are read once, at construction."""
 
-    def __init__(self, config: ml_collections.ConfigDict, extractor: Extractor | None = None,
-                 *, num: int | None = None, seed: int | None = None, sample_quality=True):
+    kind = "autoencoder"
+
+    def __init__(self, config: ml_collections.ConfigDict, spec: data.DataSpec,
+                 extractor: Extractor | None = None, *, num: int | None = None,
+                 seed: int | None = None, likelihood: bool = False, iw_samples: int = 1,
+                 sample_quality: bool = False, decoder: str = ""):
         settings = eval_settings(config)
         self.config = config
         self.seed = int(settings["seed"] if seed is None else seed)
         self.split = settings["split"]
-        self.variational = config.task == "vae"
-        self.iw_samples = int(config.eval.get("iw_samples", 1))
-        name, data_dir = config.dataset.name, config.dataset.data_dir or None
-        load = lambda split: images_lib.load_images(  # noqa: E731
-            name, split, image_size=config.image_size, num=MAX_SAMPLES, seed=self.seed,
-            data_dir=data_dir)
-        self.test_images, self.test_labels = load(self.split)
-        self.train_images, self.train_labels = load(config.dataset.split)
+        self.likelihood, self.iw_samples, self.decoder = likelihood, int(iw_samples), decoder
+        test = data.load_split(spec, self.split, MAX_SAMPLES, self.seed)
+        train = data.load_split(spec, spec.split, MAX_SAMPLES, self.seed)
+        self.test_images, self.test_labels = test["image"], test["label"]
+        self.train_images, self.train_labels = train["image"], train["label"]
         self.labelled = np.unique(self.test_labels).size > 1
         self.generative, self.skipped = None, "only a VAE generates images"
-        if self.variational and sample_quality:
+        self.sample_quality = sample_quality
+        if sample_quality:
             if extractor is None:
                 extractor, self.skipped = _optional_extractor(config)
             if extractor is not None:
-                self.generative = GenerativeEvaluator(config, extractor, num=num, seed=seed)
+                self.generative = GenerativeEvaluator(config, spec, extractor, num=num,
+                                                      seed=seed)
+
+    @classmethod
+    def from_entry(cls, config, spec, entry, *, extractor: Extractor | None = None,
+                   extractor_workdir=None, num=None, seed=None, **_):
+        """The measurement a task's Evaluation('autoencoding', ...) declares."""
+        options = dict(entry.options)
+        if extractor is None and extractor_workdir:
+            extractor = ClassifierExtractor.from_workdir(extractor_workdir, config.dataset.name)
+        return cls(config, spec, extractor, num=num, seed=seed,
+                   likelihood=bool(options.get("likelihood", False)),
+                   iw_samples=int(options.get("iw_samples", 1)),
+                   sample_quality=bool(options.get("sample_quality", False)),
+                   decoder=str(options.get("decoder", "")))
 
     def protocol(self) -> dict:
         c = self.config
@@ -127,17 +153,17 @@ class AutoencoderEvaluator:
                "quantisation": f"{QUANTISATION_BITS} bits per code dimension, uniform between "
                                "its test-set min and max",
                "versions": library_versions()}
-        if self.variational:
-            out["likelihood"] = {"k": self.iw_samples, "decoder": c.loss,
+        if self.likelihood:
+            out["likelihood"] = {"k": self.iw_samples, "decoder": self.decoder,
                                  "elbo": "closed-form KL, reconstruction averaged over k "
                                          "samples of q(z|x)",
                                  "iwae": "log mean_j p(x|z_j) p(z_j) / q(z_j|x), same samples"}
         return out
 
-    def __call__(self, task, state, step: int) -> dict:
+    def __call__(self, functions, state, step: int) -> dict:
         start = time.perf_counter()
-        test_codes = np.asarray(task.encode(state, self.test_images))
-        compression = compression_report(task, state, self.test_images, test_codes)
+        test_codes = np.asarray(functions["encode"](state, self.test_images))
+        compression = compression_report(functions, state, self.test_images, test_codes)
         compression["pca_mse"] = pca_mse(self.train_images, self.test_images,
                                          compression["code_dims"], self.seed)
         compression["pca_psnr"] = psnr(compression["pca_mse"])
@@ -145,24 +171,23 @@ class AutoencoderEvaluator:
                   "compression": compression}
         if self.labelled:
             result["features"] = features_lib.feature_report(
-                np.asarray(task.encode(state, self.train_images)), self.train_labels,
+                np.asarray(functions["encode"](state, self.train_images)), self.train_labels,
                 test_codes, self.test_labels,
                 self.train_images, self.test_images, seed=self.seed)
-        if self.variational:
-            bounds = task.log_likelihood(state, self.test_images, jax.random.key(self.seed),
-                                         self.iw_samples)
+        if self.likelihood:
+            bounds = functions["log_likelihood"](state, self.test_images,
+                                                 jax.random.key(self.seed), self.iw_samples)
             dims = int(np.prod(self.test_images.shape[1:]))
             means = {k: float(np.mean(v)) for k, v in bounds.items()}
             result["likelihood"] = {
                 "elbo_nats": means["elbo"], "iwae_nats": means["iwae"], "k": self.iw_samples,
                 "reconstruction_nats": -means["reconstruction"], "kl_nats": means["kl"],
                 "iwae_bits_per_dim": -means["iwae"] / (dims * math.log(2.0))}
-            if self.generative is not None:
-                quality = self.generative(task, state, step)
-                result["sample_quality"] = {k: quality[k] for k in
-                                            ("generated", "floor", "protocol")}
-            else:
-                result["sample_quality"] = {"skipped": self.skipped}
+        if self.generative is not None:
+            quality = self.generative(functions, state, step)
+            result["sample_quality"] = {k: quality[k] for k in ("generated", "floor", "protocol")}
+        elif self.sample_quality:
+            result["sample_quality"] = {"skipped": self.skipped}
         result["protocol"] = self.protocol()
         result["seconds"] = round(time.perf_counter() - start, 2)
         return result
@@ -216,3 +241,7 @@ def table(result: dict) -> str:
     elif "skipped" in sq:
         lines.append(f"samples: not measured: {sq['skipped']}")
     return "\n".join(lines)
+
+
+AutoencoderEvaluator.scalars = staticmethod(scalars)
+AutoencoderEvaluator.table = staticmethod(table)

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.errors import CheckpointError, ConfigError
+from genjax.run import load_run
 
 
 def weights_sha256(tree: Any) -> str:
@@ -119,27 +120,27 @@ class ClassifierExtractor(Extractor):
 
     name = "genjax-classifier"
 
-    def __init__(self, classify: Callable, state: Any, *, input_shape, dataset: str,
-                 workdir: str = "", step: int | None = None, test_accuracy: float | None = None):
+    def __init__(self, classify: Callable, state: Any, *, weights: Any, input_shape,
+                 dataset: str, workdir: str = "", step: int | None = None,
+                 test_accuracy: float | None = None):
+        """`classify(state, images) -> (logits, features)` and `weights`, the pytree that
+        determines its outputs (checksummed), are the classifier task's functions'."""
         self._classify, self._state = classify, state
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dataset, self.workdir, self.step = dataset, workdir, step
         self.test_accuracy = test_accuracy
-        self.sha256 = weights_sha256({"params": state.model.params,
-                                      "batch_stats": state.model.batch_stats})
+        self.sha256 = weights_sha256(weights)
 
     @classmethod
     def from_workdir(cls, workdir, dataset: str | None = None) -> "ClassifierExtractor":
         """The newest checkpoint of a classifier run, with its test accuracy if the run
         wrote `eval/classifier.json`. `dataset` only completes the command in the error
         for a workdir without a classifier."""
-        from genjax.sample import load_run  # lazily: `python -m genjax.sample` imports genjax
-
         workdir = Path(workdir)
         if not (workdir / "config.json").exists() or not _has_checkpoint(workdir):
             raise CheckpointError(missing_classifier_message(workdir, dataset))
         config, task, state = load_run(workdir)
-        if config.task != "classifier" or task.classify is None:
+        if not {"classify", "weights", "input_shape"} <= set(task.functions):
             raise ConfigError(
                 f"{workdir} holds a {config.task!r} run, not a classifier: the feature "
                 "extractor must be trained with configs/classifier.py.")
@@ -147,10 +148,9 @@ class ClassifierExtractor(Extractor):
         report = workdir / "eval" / "classifier.json"
         if report.exists():
             accuracy = json.loads(report.read_text()).get("test_accuracy")
-        channels = state.model.params["Conv_0"]["kernel"].shape[-2]  # the input's channels
-        return cls(task.classify, state, input_shape=(config.image_size, config.image_size,
-                                                      channels),
-                   dataset=config.dataset.name, workdir=str(workdir.absolute()),
+        return cls(task.classify, state, weights=task.weights(state),
+                   input_shape=task.input_shape, dataset=config.dataset.name,
+                   workdir=str(workdir.absolute()),
                    step=int(state.step), test_accuracy=accuracy)
 
     def _forward(self, images):

@@ -3,9 +3,11 @@
     python -m genjax.evaluate.rate_distortion --config=configs/ae.py \
         [--workdir=runs/ae_rate_distortion] [--code_sizes=2,4,8,16,32] [--config.FIELD=VALUE ...]
 
-trains the config once per code size n (model.latent_dim = n) in <workdir>/latent_<n>
-through the ordinary training loop (so a rerun resumes, and finished sizes are only
-evaluated), evaluates each with the autoencoder protocol (`autoencoding`), and prints and
+A command above the training loop (it trains several runs; nothing in the library
+imports it): it trains the config once per code size n (model.latent_dim = n) in
+<workdir>/latent_<n> through the ordinary training loop (so a rerun resumes, and
+finished sizes are only evaluated), evaluates each with the autoencoder protocol
+(`autoencoding`, as the task declares it, without the sample quality), and prints and
 writes <workdir>/rate_distortion.json: per n, the code's bits (8 per dimension,
 quantised), the compression ratio, test MSE and PSNR (of the float code and of the
 quantised one), PCA with n components as the linear baseline, and the linear-probe
@@ -18,25 +20,23 @@ import json
 import sys
 from pathlib import Path
 
-from genjax.evaluate.autoencoding import QUANTISATION_BITS
+from genjax import tasks
+from genjax.errors import ConfigError
+from genjax.evaluate.autoencoding import QUANTISATION_BITS, AutoencoderEvaluator
+from genjax.loop import train_and_evaluate
+from genjax.run import load_run
 
 DEFAULT_CODE_SIZES = (2, 4, 8, 16, 32)
 
 
 def rate_distortion(config, workdir, code_sizes=DEFAULT_CODE_SIZES) -> dict:
     """Trains and evaluates `config` at each code size; returns (and writes) the table."""
-    from genjax.config import validate
-    from genjax.errors import ConfigError
-    from genjax.evaluate.autoencoding import AutoencoderEvaluator
-    from genjax.loop import train_and_evaluate
-    from genjax.sample import load_run
-
     if config.task != "autoencoder":
         raise ConfigError(f"A rate-distortion table trains autoencoders, but the config's task "
                           f"is {config.task!r}. Use configs/ae.py (or a config derived from it).")
     if not code_sizes or any(n < 1 for n in code_sizes):
         raise ConfigError(f"--code_sizes must be positive integers, got {list(code_sizes)}.")
-    validate(config)
+    tasks.validate(config)
     workdir = Path(workdir)
     evaluator = None
     rows = []
@@ -50,9 +50,12 @@ def rate_distortion(config, workdir, code_sizes=DEFAULT_CODE_SIZES) -> dict:
         print(f"--- code size {n}: {run_dir}", flush=True)
         train_and_evaluate(run_config, run_dir)
         _, task, state = load_run(run_dir)
+        entry = task.evaluators["autoencoding"]
         if evaluator is None:  # the test and training images are the same for every size
-            evaluator = AutoencoderEvaluator(run_config, sample_quality=False)
-        result = evaluator(task, state, int(state.step))
+            evaluator = AutoencoderEvaluator.from_entry(
+                run_config, tasks.data_spec(run_config),
+                entry._replace(options={**entry.options, "sample_quality": False}))
+        result = evaluator(entry.functions, state, int(state.step))
         c, f = result["compression"], result.get("features", {})
         rows.append({"code_size": int(n), **{k: c[k] for k in (
             f"code_bits_{QUANTISATION_BITS}bit", "image_bits", "compression_ratio", "mse",

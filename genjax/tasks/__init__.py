@@ -1,47 +1,126 @@
-"""Tasks: the pure functions that train one model family.
+"""Tasks: every model family is a module `genjax/tasks/<name>.py`, found by `config.task`.
 
-A task is `Task(init, train_step, sample, generate, latent_dim, classify)`:
-  init(seed) -> state                      host pytree of arrays
-  train_step(state, batch) -> (state, metrics)   runs under `parallel.pmap`
-  sample(state, key, num) -> images        float32 NHWC in [-1, 1], one device
-  generate(state, z) -> images             the images of given latent codes z [N, latent_dim]
-  classify(state, images) -> (logits, features)  a classifier's outputs, one device
-  encode(state, images) -> codes           an autoencoder's codes z (a VAE's posterior means)
-  decode(state, z) -> images               the images of codes (autoencoders)
-  reconstruct(state, images) -> images     decode(encode(images))
-  interpolate(state, a, b, num) -> images  decodings along the line between two codes
-  pictures(state, images, key, partner) -> {name: (images, columns)}  grids the loop
-                                           draws from fixed held-out images (autoencoders)
-  log_likelihood(state, images, key, k) -> {'elbo', 'iwae', ...}  per-image bounds (VAE)
-Only `init` and `train_step` are required: a task that does not generate images has no
-`sample` (the loop then draws no sample grids), one that does not classify no `classify`.
-The functions after `train_step` run on one device, in evaluation mode.
-`make(config, meta)` builds the task that `config.task` names.
+A task module defines
+  defaults() -> ConfigDict        the family's schema, starting from `genjax.config.base`,
+                                  every field commented
+  validate(config)                the family's own checks (the generic ones are
+                                  `genjax.config.check`; `validate` below runs both)
+  SHAPE_FIELDS                    its fields whose change changes the state's shapes
+  data_spec(config) -> DataSpec   which features a batch carries, and from where
+  make(config, meta, *, load_run=None) -> Task
+and, where no shared one fits, its state class (a `flax.struct.dataclass` of arrays with
+`step`, `key`, `skipped` and `nonfinite_streak`, see `genjax.state`). There is no list
+of tasks: `module(name)` imports `genjax.tasks.<name>`, so a new family is a new module.
+
+A `Task` is what `make` returns:
+  init(seed) -> state                             host pytree of arrays
+  train_step(state, batch) -> (state, metrics)    runs under `parallel.pmap`
+  visuals(state, batch, key) -> {name: (images [N, H, W, C] in [-1, 1], columns)}
+      the pictures the loop draws every `sample_every_steps`, from one fixed held-out
+      `batch` of `held_out` examples (None when `held_out` is 0); {} for none
+  evaluators: {name: Evaluation}                  what genjax.evaluate measures, and with
+                                                  which of the task's functions
+  held_out, held_out_seed                         the size and seed of that batch
+  functions: {name: function or constant}         the family's own (sample, generate,
+      encode, decode, classify, interpolate, log_likelihood, ...), for notebooks and
+      CLIs; read as attributes (`task.sample(state, key, num)`).
+Everything after `train_step` runs on one device, in evaluation mode.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+import importlib
+import pkgutil
+from types import ModuleType
+from typing import Any, Callable, Mapping, NamedTuple
+
+from genjax import config as config_lib
+from genjax.errors import ConfigError
 
 
-class Task(NamedTuple):
+class Evaluation(NamedTuple):
+    """One evaluator a task declares (as big_vision's `config.evals`): the measurement,
+    by its name in `genjax.evaluate.MEASURES` ('generative', 'classification',
+    'autoencoding'), the task functions it calls, by the role the measurement gives them
+    (e.g. {'sample': task.sample}), and its options."""
+    measure: str
+    functions: Mapping[str, Callable]
+    options: Mapping[str, Any] = {}
+
+
+class MissingFunction(ConfigError, AttributeError):
+    """A task function the task does not have (e.g. `sample` of a classifier)."""
+
+
+def no_visuals(state, batch, key) -> dict:
+    """The visuals of a task that draws no pictures."""
+    del state, batch, key
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
     init: Callable[[int], Any]
     train_step: Callable[[Any, dict], tuple[Any, dict]]
-    sample: Callable[[Any, Any, int], Any] | None = None
-    generate: Callable[[Any, Any], Any] | None = None
-    latent_dim: int = 0
-    classify: Callable[[Any, Any], tuple[Any, Any]] | None = None
-    encode: Callable[[Any, Any], Any] | None = None
-    decode: Callable[[Any, Any], Any] | None = None
-    reconstruct: Callable[[Any, Any], Any] | None = None
-    interpolate: Callable[..., Any] | None = None
-    pictures: Callable[..., dict] | None = None
-    log_likelihood: Callable[..., dict] | None = None
+    visuals: Callable[[Any, Any, Any], dict] = no_visuals
+    evaluators: Mapping[str, Evaluation] = dataclasses.field(default_factory=dict)
+    held_out: int = 0
+    held_out_seed: int = 0
+    functions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        functions = self.__dict__.get("functions", {})
+        if name in functions:
+            return functions[name]
+        raise MissingFunction(
+            f"Task {self.__dict__.get('name')!r} has no function {name!r}; it has: "
+            f"{', '.join(sorted(functions)) or 'none'}.")
 
 
-def make(config, meta) -> Task:
-    from genjax.tasks import autoencoder, classifier, gan
+def available() -> list[str]:
+    """The task modules in this package (every public module of genjax/tasks/)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
-    makers = {"gan": gan.make, "classifier": classifier.make, "autoencoder": autoencoder.make,
-              "vae": autoencoder.make}
-    return makers[config.task](config, meta)
+
+def module(name: str) -> ModuleType:
+    """The task module `genjax.tasks.<name>`; a ConfigError for an unknown name."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") \
+            or name not in available():
+        raise ConfigError(
+            f"config.task={name!r} is not a genjax task. Valid choices: "
+            f"{', '.join(available())} (the modules of genjax/tasks/). Start your config "
+            "from one of the files under configs/.")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def validate(config, num_devices: int | None = None) -> ModuleType:
+    """The generic checks and the task's own, before any JAX work; returns the module."""
+    if "task" not in config:
+        raise ConfigError("The config has no 'task' field; start from a file under configs/.")
+    task = module(config.task)
+    config_lib.check(config, task.defaults(), num_devices)
+    task.validate(config)
+    return task
+
+
+def defaults(name: str):
+    return module(name).defaults()
+
+
+def data_spec(config):
+    return module(config.task).data_spec(config)
+
+
+def make(config, meta, *, load_run=None) -> Task:
+    """The task `config.task` names, built for a dataset of `meta`'s shapes."""
+    return module(config.task).make(config, meta, load_run=load_run)
+
+
+def shape_differences(old, new) -> dict:
+    """Fields whose change between two configs of a workdir changes the state's shapes."""
+    fields = module(new.task).SHAPE_FIELDS
+    if "task" in old and old.task != new.task and old.task in available():
+        fields = (*fields, *module(old.task).SHAPE_FIELDS)
+    return config_lib.shape_differences(old, new, fields)

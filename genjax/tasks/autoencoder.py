@@ -17,6 +17,10 @@ per step and device from the state's key and split by purpose (dropout, latent n
 input corruption). The functions below `train_step` run one device in evaluation mode
 (BatchNorm running averages, no dropout) and are what notebooks use through the task
 (`task.encode`, `task.decode`, `task.reconstruct`, `task.interpolate`, `task.sample`).
+
+This module holds the autoencoder's config schema (`defaults`, `validate`) and the code
+both tasks share; `genjax.tasks.vae` holds the VAE's schema and builds its task with
+`build(..., variational=True)`. Both use the shared `ModelState`.
 """
 
 from __future__ import annotations
@@ -29,21 +33,109 @@ import ml_collections
 import numpy as np
 import optax
 
+from absl import logging
+
+from genjax import config as config_lib
 from genjax import losses, parallel
+from genjax.errors import CheckpointError, ConfigError
 from genjax.models.autoencoder import AutoEncoder
 from genjax.state import ModelState, finish_step, init_player, update_player
-from genjax.tasks import Task
+from genjax.tasks import Evaluation, Task
+
+RECONSTRUCTION_LOSSES = tuple(losses.RECONSTRUCTION_LOSSES)
+CORRUPTIONS = ("none", "gaussian", "masking")
+# Fields whose change changes the state's shapes (besides config.SHARED_SHAPE_FIELDS).
+SHAPE_FIELDS = ("model.latent_dim", "model.width", "model.batch_norm")
+NUM_PICTURE_IMAGES = 64  # Held-out images the pictures use (traversal ranges come from all).
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Defaults of the convolutional autoencoder task (x -> z -> x)."""
+    c = config_lib.base("autoencoder")
+    c.seed = 0  # Seeds parameters, dropout, input corruption and the data order.
+    c.num_train_steps = 2000  # Parameter updates in the whole run.
+    c.sample_every_steps = 500  # Pictures (reconstructions, interpolations, ...) in samples/.
+    c.num_sample_images = 64  # Images in a VAE's prior-sample grid (a square number reads best).
+
+    c.model = ml_collections.ConfigDict()
+    c.model.latent_dim = 16  # Size n of the code z (the image has m = size*size*channels).
+    c.model.width = 32  # Channels of the encoder's first block (doubling inwards).
+    c.model.batch_norm = True  # BatchNorm after each (de)convolution but the encoder's first.
+    c.model.dropout = 0.0  # Dropout rate after each hidden block (training only).
+    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    c.loss = "mse"  # Reconstruction loss: 'mse' (tanh output) or 'bernoulli' (sigmoid output).
+    config_lib.add_adamw_fields(c, learning_rate=1e-3, weight_decay=0.0)
+
+    c.corruption = ml_collections.ConfigDict()  # Denoising mode: corrupt inputs, not targets.
+    c.corruption.kind = "none"  # 'none', 'gaussian' (add N(0, amount^2)), 'masking' (drop pixels).
+    c.corruption.amount = 0.0  # Noise std (gaussian, in [-1, 1] units) or drop probability.
+
+    c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
+    c.eval.split = "test"  # Held-out images: reconstructions, features, pictures.
+    c.eval.seed = 0  # Seeds the pictures' test images and the evaluation's random draws.
+    c.eval.num_samples = 0  # VAE samples for sample quality; 0 = as many as dataset.split has.
+    # A genjax classifier run for the VAE's sample quality; '' = runs/classifier_<dataset>.
+    c.eval.classifier_workdir = ""
+    # Another autoencoder/VAE run whose interpolations are drawn beside this one's, on the
+    # same test images (e.g. 'runs/ae' for a VAE); '' = none.
+    c.eval.compare_workdir = ""
+    return c
+
+
+def validate_shared(c: ml_collections.ConfigDict) -> None:
+    """The checks of the fields the autoencoder and the VAE share."""
+    config_lib.require_positive(c, ("sample_every_steps", "num_sample_images",
+                                    "model.latent_dim", "model.width"))
+    config_lib.require_choice(c, "loss", RECONSTRUCTION_LOSSES)
+    config_lib.require_choice(c, "model.conv_impl", config_lib.CONV_IMPLS)
+    config_lib.require_choice(c, "model.dtype", config_lib.DTYPES)
+    config_lib.require_rate(c, "model.dropout")
+    config_lib.check_adamw(c)
+    config_lib.require(c.eval.num_samples >= 0,
+                       "Config field 'eval.num_samples' must be 0 (as many as the training "
+                       f"split has) or positive, got {c.eval.num_samples}.")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """The autoencoder's own checks (after the generic ones)."""
+    validate_shared(c)
+    config_lib.require_choice(c, "corruption.kind", CORRUPTIONS)
+    amount = c.corruption.amount
+    if c.corruption.kind == "gaussian":
+        config_lib.require(amount > 0, "Config field 'corruption.amount' is the noise std of "
+                           f"corruption.kind='gaussian' and must be positive, got {amount}.")
+    elif c.corruption.kind == "masking":
+        config_lib.require(0 < amount < 1, "Config field 'corruption.amount' is the drop "
+                           "probability of corruption.kind='masking' and must be in (0, 1), "
+                           f"got {amount}.")
+    else:
+        config_lib.require(amount == 0, "Config field 'corruption.amount' is set but "
+                           "corruption.kind is 'none'; set corruption.kind to 'gaussian' or "
+                           "'masking' for a denoising autoencoder, or leave the amount at 0.")
+
+
+def data_spec(config: ml_collections.ConfigDict):
+    """Images (the labels, where the dataset has them, serve the feature evaluation)."""
+    from genjax.data.spec import from_config  # lazily: the input pipeline imports grain
+
+    return from_config(config)
 
 # Purposes of the per-step key, folded in so that each draw has its own stream.
 _DROPOUT, _LATENT, _CORRUPTION = 0, 1, 2
 _CHUNK = 256  # Images per call of the evaluation-mode functions.
 
 
-def build_model(config: ml_collections.ConfigDict, channels: int) -> AutoEncoder:
+def build_model(config: ml_collections.ConfigDict, channels: int,
+                variational: bool | None = None) -> AutoEncoder:
+    """The model of an autoencoder config, or of a VAE config (`variational`, by default
+    whether config.task is 'vae')."""
     m = config.model
+    variational = config.task == "vae" if variational is None else variational
     return AutoEncoder(image_size=config.image_size, channels=channels,
                        latent_dim=m.latent_dim, width=m.width,
-                       variational=config.task == "vae", batch_norm=m.batch_norm,
+                       variational=variational, batch_norm=m.batch_norm,
                        dropout=m.dropout, conv_impl=m.conv_impl, bn_axis_name=parallel.AXIS,
                        dtype=jnp.dtype(m.dtype))
 
@@ -244,6 +336,20 @@ def log_likelihood_bounds(state: ModelState, images, key: jax.Array, k: int, *,
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
+def visuals(state: ModelState, batch, key: jax.Array, *, model: AutoEncoder, likelihood: str,
+            corruption: tuple[str, float] = ("none", 0.0), partner=None, sample_fn=None,
+            num_samples: int = 0) -> dict[str, tuple[np.ndarray, int]]:
+    """The loop's pictures from its fixed held-out batch: `pictures` of its images, and,
+    for a VAE (`sample_fn`), `num_samples` prior samples of fixed noise (written as
+    samples/step_<N>.png)."""
+    out = {}
+    if sample_fn is not None:
+        out["samples"] = (np.asarray(sample_fn(state, key, num_samples)), None)
+    out.update(pictures(state, batch["image"], key, partner, model=model,
+                        likelihood=likelihood, corruption=corruption))
+    return out
+
+
 def pictures(state: ModelState, images, key: jax.Array, partner=None, *, model: AutoEncoder,
              likelihood: str, corruption: tuple[str, float] = ("none", 0.0)
              ) -> dict[str, tuple[np.ndarray, int]]:
@@ -301,13 +407,37 @@ def interpolation_rows(interpolate_fn, state, images, pairs: int = 8) -> np.ndar
     return np.asarray(rows.reshape(-1, *images.shape[1:]))
 
 
-def make(config: ml_collections.ConfigDict, meta) -> Task:
+def load_partner(workdir: str, load_run, image_shape):
+    """(task, state) of the run named by eval.compare_workdir, whose interpolations are
+    drawn beside this run's; None (with a warning) while it has no checkpoint. A run that
+    cannot interpolate, or makes images of another shape, is a ConfigError."""
+    try:
+        _, task, state = load_run(workdir)
+    except CheckpointError as e:
+        logging.warning("eval.compare_workdir: %s Drawing this run's interpolations alone.", e)
+        return None
+    if not {"interpolate", "decode", "latent_dim"} <= set(task.functions):
+        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, which is "
+                          "not an autoencoder or VAE run. Name one, or set it to ''.")
+    shape = jax.eval_shape(task.decode, state, jax.ShapeDtypeStruct((1, task.latent_dim),
+                                                                    jnp.float32)).shape[1:]
+    if tuple(shape) != tuple(image_shape):
+        raise ConfigError(f"Config field 'eval.compare_workdir' is {str(workdir)!r}, whose "
+                          f"images are {tuple(shape)}, not {tuple(image_shape)} like this "
+                          "run's. Name a run on the same dataset and image_size, or set it "
+                          "to ''.")
+    return task, state
+
+
+def build(config: ml_collections.ConfigDict, meta, *, variational: bool,
+          load_run=None) -> Task:
+    """The autoencoder's task (`variational` False) or the VAE's. `load_run` (given by the
+    training loop) loads the run that eval.compare_workdir names, for the pictures."""
     channels = meta.image_shape[-1]
-    model = build_model(config, channels)
+    model = build_model(config, channels, variational)
     tx = build_optimizer(config)
     image_shape = (config.image_size, config.image_size, channels)
     likelihood = config.loss
-    variational = config.task == "vae"
     if variational:
         step_options = dict(beta=config.beta, kl_warmup_steps=config.kl_warmup_steps,
                             decoder_std=config.decoder_std)
@@ -316,18 +446,45 @@ def make(config: ml_collections.ConfigDict, meta) -> Task:
         corruption = (config.corruption.kind, config.corruption.amount)
         step_options = dict(corruption=corruption)
     bound = dict(model=model, likelihood=likelihood)
+    settings = config.eval
+    partner = None
+    if load_run is not None and settings.get("compare_workdir", ""):
+        partner = load_partner(settings.compare_workdir, load_run, image_shape)
+    functions = {
+        "encode": functools.partial(encode, model=model),
+        "decode": functools.partial(decode, **bound),
+        "reconstruct": functools.partial(reconstruct, **bound),
+        "interpolate": functools.partial(interpolate, **bound),
+        "traversals": functools.partial(traversals, **bound),
+        "pictures": functools.partial(pictures, corruption=corruption, **bound),
+        "latent_dim": config.model.latent_dim,
+    }
+    measured = {"encode": functions["encode"], "decode": functions["decode"]}
+    options = {"likelihood": False, "sample_quality": False}
+    visual_options = {}
+    if variational:
+        functions["sample"] = functools.partial(sample, **bound)
+        functions["generate"] = functions["decode"]
+        functions["log_likelihood"] = functools.partial(
+            log_likelihood_bounds, decoder_std=config.decoder_std, **bound)
+        measured.update(sample=functions["sample"], log_likelihood=functions["log_likelihood"])
+        options = {"likelihood": True, "iw_samples": int(settings.get("iw_samples", 1)),
+                   "sample_quality": True, "decoder": likelihood}
+        visual_options = dict(sample_fn=functions["sample"],
+                              num_samples=config.num_sample_images)
     return Task(
+        name=config.task,
         init=functools.partial(init, model=model, tx=tx, image_shape=image_shape),
         train_step=functools.partial(train_step, model=model, tx=tx, likelihood=likelihood,
                                      **step_options),
-        sample=functools.partial(sample, **bound) if variational else None,
-        generate=functools.partial(decode, **bound) if variational else None,
-        latent_dim=config.model.latent_dim,
-        encode=functools.partial(encode, model=model),
-        decode=functools.partial(decode, **bound),
-        reconstruct=functools.partial(reconstruct, **bound),
-        interpolate=functools.partial(interpolate, **bound),
-        pictures=functools.partial(pictures, corruption=corruption, **bound),
-        log_likelihood=(functools.partial(log_likelihood_bounds, decoder_std=config.decoder_std,
-                                          **bound) if variational else None),
+        visuals=functools.partial(visuals, corruption=corruption, partner=partner,
+                                  **visual_options, **bound),
+        evaluators={"autoencoding": Evaluation("autoencoding", measured, options)},
+        held_out=NUM_PICTURE_IMAGES,
+        held_out_seed=int(settings.get("seed", 0)),
+        functions=functions,
     )
+
+
+def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
+    return build(config, meta, variational=False, load_run=load_run)

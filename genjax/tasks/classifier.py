@@ -19,11 +19,56 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import config as config_lib
 from genjax import parallel
 from genjax.errors import ConfigError
 from genjax.models.classifier import Classifier
 from genjax.state import ModelState, finish_step, init_player, update_player
-from genjax.tasks import Task
+from genjax.tasks import Evaluation, Task
+
+# Fields whose change changes the state's shapes (besides config.SHARED_SHAPE_FIELDS).
+SHAPE_FIELDS = ("model.width", "model.num_stages", "model.feature_dim")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Defaults of the classifier task (genjax.evaluate's feature extractor)."""
+    c = config_lib.base("classifier")
+    c.seed = 0  # Seeds parameters, dropout and the data order.
+    c.num_train_steps = 1000  # Parameter updates in the whole run.
+    c.eval_every_steps = 500  # Accuracy on eval.split (and at the end, to eval/classifier.json).
+    c.dataset.name = "digits"  # Any labelled TFDS image dataset ('mnist', 'cifar10', ...).
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.split = "test"  # Held-out split whose accuracy is reported.
+
+    c.model = ml_collections.ConfigDict()
+    c.model.width = 32  # Channels of the first stage (doubling per stage).
+    c.model.num_stages = 2  # Conv-conv-maxpool stages; image_size must divide by 2^stages.
+    c.model.feature_dim = 128  # Units of the penultimate layer: the evaluation features.
+    c.model.dropout = 0.3  # Dropout rate before the last layer (training only).
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    config_lib.add_adamw_fields(c, learning_rate=2e-3, weight_decay=1e-4)
+    return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """The classifier's own checks (after the generic ones)."""
+    config_lib.require_positive(c, ("model.width", "model.num_stages", "model.feature_dim"))
+    config_lib.require_choice(c, "model.dtype", config_lib.DTYPES)
+    config_lib.require(c.image_size % 2 ** c.model.num_stages == 0,
+                       f"Config field 'image_size' ({c.image_size}) must be divisible by "
+                       f"2^model.num_stages = {2 ** c.model.num_stages}: each stage halves "
+                       "the image.")
+    config_lib.require_rate(c, "model.dropout")
+    config_lib.check_adamw(c)
+
+
+def data_spec(config: ml_collections.ConfigDict):
+    """Labelled images; a dataset without labels is an error before any JAX work."""
+    from genjax.data.spec import from_config  # lazily: the input pipeline imports grain
+
+    return from_config(config, needs_labels=True)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int) -> Classifier:
@@ -85,7 +130,13 @@ def _classify(model: Classifier):
                                                     return_features=True))
 
 
-def make(config: ml_collections.ConfigDict, meta) -> Task:
+def weights(state: ModelState) -> dict:
+    """{'params', 'batch_stats'}: everything that determines the outputs (for checksums)."""
+    return {"params": state.model.params, "batch_stats": state.model.batch_stats}
+
+
+def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
+    del load_run  # a classifier draws on no other run
     if not meta.num_classes:
         raise ConfigError(
             f"The classifier task needs class labels, but dataset {config.dataset.name!r} has "
@@ -93,8 +144,13 @@ def make(config: ml_collections.ConfigDict, meta) -> Task:
     model = build_model(config, meta.num_classes)
     tx = build_optimizer(config)
     image_shape = (config.image_size, config.image_size, meta.image_shape[-1])
+    classify_fn = functools.partial(classify, model=model)
     return Task(
+        name="classifier",
         init=functools.partial(init, model=model, tx=tx, image_shape=image_shape),
         train_step=functools.partial(train_step, model=model, tx=tx),
-        classify=functools.partial(classify, model=model),
+        evaluators={"classification": Evaluation(
+            "classification", {"classify": classify_fn, "weights": weights},
+            {"final": "classifier.json"})},
+        functions={"classify": classify_fn, "weights": weights, "input_shape": image_shape},
     )

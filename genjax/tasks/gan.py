@@ -4,22 +4,107 @@ One iteration = `d_steps_per_g_step` discriminator updates on real and generated
 images, then one generator update with the discriminator held fixed (its parameters
 and BatchNorm statistics untouched). Each update is an explicit optax transition
 (`state.update_player`). The generator's EMA is updated after each generator step
-and is what `sample` draws from.
+and is what `sample` draws from (`generator='raw'`: the trained weights themselves).
+
+This module is the whole family's story besides the model (`genjax.models.dcgan`): its
+config schema (`defaults`, `validate`), its state (`GANState`), its batches
+(`data_spec`: labelled images, the labels unused), its step, its pictures (`visuals`:
+the fixed-noise sample grid) and its evaluator (the generative protocol of
+`genjax.evaluate` on `sample`).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import config as config_lib
 from genjax import losses, parallel
 from genjax.models.dcgan import Discriminator, Generator
-from genjax.state import GANState, Player, finish_step, init_player, update_player
-from genjax.tasks import Task
+from genjax.state import Player, finish_step, init_player, update_player
+from genjax.tasks import Evaluation, Task
+
+GAN_LOSSES = tuple(losses.GAN_LOSSES)
+GENERATORS = ("ema", "raw")  # which generator weights `sample` and `generate` use
+# Fields whose change changes the state's shapes (besides config.SHARED_SHAPE_FIELDS).
+SHAPE_FIELDS = ("model.latent_dim", "model.g_width", "model.d_width")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Defaults of the unconditional GAN task (DCGAN architecture)."""
+    c = config_lib.base("gan")
+    c.seed = 0  # Seeds parameters, noise, dropout and the data order.
+    c.num_train_steps = 3000  # Generator updates in the whole run.
+    c.sample_every_steps = 500  # Fixed-noise sample grid under <workdir>/samples/.
+    c.num_sample_images = 100  # Images in each sample grid (a square number reads best).
+
+    c.model = ml_collections.ConfigDict()
+    c.model.latent_dim = 64  # Size of the generator's noise vector z.
+    c.model.g_width = 32  # Channels of the generator's last hidden layer (doubling inwards).
+    c.model.d_width = 32  # Channels of the discriminator's first layer (doubling inwards).
+    c.model.d_dropout = 0.0  # Dropout rate after each discriminator block (training only).
+    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
+
+    c.loss = "non_saturating"  # One of genjax.tasks.gan.GAN_LOSSES.
+    c.d_steps_per_g_step = 1  # Discriminator updates before each generator update.
+    c.g_learning_rate = 2e-4  # Adam learning rate of the generator.
+    c.d_learning_rate = 2e-4  # Adam learning rate of the discriminator.
+    c.adam_b1 = 0.5  # Adam beta1 (0.5 as in DCGAN).
+    c.adam_b2 = 0.999  # Adam beta2.
+    c.ema_decay = 0.999  # EMA of the generator's weights; samples come from the EMA copy.
+
+    c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
+    c.eval.split = "test"  # Real images the generated ones are compared with.
+    c.eval.num_samples = 0  # Generated images; 0 = as many as dataset.split has (<= 10,000).
+    c.eval.seed = 0  # Seeds the generated images' noise and the metrics' random subsets.
+    # A genjax classifier run whose features the metrics use; '' = runs/classifier_<dataset>.
+    c.eval.classifier_workdir = ""
+    return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """The GAN's own checks (`genjax.tasks.validate` runs them after the generic ones)."""
+    config_lib.require_positive(c, ("sample_every_steps", "num_sample_images",
+                                    "d_steps_per_g_step", "model.latent_dim",
+                                    "model.g_width", "model.d_width"))
+    config_lib.require_choice(c, "loss", GAN_LOSSES)
+    config_lib.require_choice(c, "model.conv_impl", config_lib.CONV_IMPLS)
+    config_lib.require_choice(c, "model.dtype", config_lib.DTYPES)
+    config_lib.require_rate(c, "model.d_dropout")
+    config_lib.require(0.0 <= c.ema_decay < 1.0,
+                       f"Config field 'ema_decay' must be in [0, 1), got {c.ema_decay}.")
+    for name in ("g_learning_rate", "d_learning_rate"):
+        config_lib.require(config_lib.value(c, name) > 0,
+                           f"Config field {name!r} must be positive.")
+    num = config_lib.flatten(c).get("eval.num_samples", 0)  # absent in older configs
+    config_lib.require(num >= 0, "Config field 'eval.num_samples' must be 0 (as many as the "
+                       f"training split has) or positive, got {num}.")
+
+
+def data_spec(config: ml_collections.ConfigDict):
+    """Labelled images (the GAN ignores the labels; the evaluation's classifier uses the
+    same dataset's)."""
+    from genjax.data.spec import from_config  # lazily: the input pipeline imports grain
+
+    return from_config(config)
+
+
+@flax.struct.dataclass
+class GANState:
+    step: jnp.ndarray  # int32: completed iterations (one generator update each).
+    key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
+    generator: Player
+    discriminator: Player
+    ema: Any  # {'params', 'batch_stats'}: exponential moving average of the generator.
+    skipped: jnp.ndarray  # int32: updates skipped because a loss or gradient was not finite.
+    nonfinite_streak: jnp.ndarray  # int32: consecutive iterations with a skipped update.
 
 # Purposes of the per-step key, folded in so that each draw has its own stream.
 _NOISE, _DROPOUT = 0, 1
@@ -142,20 +227,38 @@ def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
     return finish_step(state, all_finite & finite, {**d_metrics, **g_metrics})
 
 
-def generate(state: GANState, z: jnp.ndarray, *, generator, chunk: int = 256) -> jnp.ndarray:
-    """Images of the latent codes `z` from the EMA generator in evaluation mode (running
-    BatchNorm averages), so each image depends on its own code only."""
+def generator_variables(state: GANState, which: str = "ema") -> dict:
+    """The generator's {'params', 'batch_stats'}: the EMA copy, or 'raw', the trained
+    weights themselves."""
+    if which not in GENERATORS:
+        raise ValueError(f"generator must be one of {GENERATORS}, got {which!r}.")
+    return state.ema if which == "ema" else _variables(state.generator)
+
+
+def generate(state: GANState, z: jnp.ndarray, *, generator, chunk: int = 256,
+             which: str = "ema") -> jnp.ndarray:
+    """Images of the latent codes `z` from the EMA generator (or `which='raw'`) in
+    evaluation mode (running BatchNorm averages), so each image depends on its own code
+    only."""
     apply = _generate(generator)
-    pieces = [apply(state.ema, z[i:i + chunk]) for i in range(0, z.shape[0], chunk)]
+    variables = generator_variables(state, which)
+    pieces = [apply(variables, z[i:i + chunk]) for i in range(0, z.shape[0], chunk)]
     return jnp.concatenate(pieces)
 
 
 def sample(state: GANState, key: jax.Array, num: int, *, generator, latent_dim: int,
-           chunk: int = 256) -> jnp.ndarray:
+           chunk: int = 256, which: str = "ema") -> jnp.ndarray:
     """`num` images; the noise is drawn at once from `key`, so the result depends on
-    (key, num) only and not on the chunking."""
+    (key, num) only and not on the chunking. `which`: 'ema' or 'raw' generator."""
     z = jax.random.normal(key, (num, latent_dim))
-    return generate(state, z, generator=generator, chunk=chunk)
+    return generate(state, z, generator=generator, chunk=chunk, which=which)
+
+
+def visuals(state: GANState, batch, key: jax.Array, *, sample_fn, num: int) -> dict:
+    """The sample grid: `num` images of fixed noise (the loop passes the same key at every
+    step), written as samples/step_<N>.png."""
+    del batch  # drawn from noise only
+    return {"samples": (sample_fn(state, key, num), None)}
 
 
 @functools.cache
@@ -163,13 +266,16 @@ def _generate(generator):
     return jax.jit(lambda variables, z: generator.apply(variables, z, train=False))
 
 
-def make(config: ml_collections.ConfigDict, meta) -> Task:
+def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
+    del load_run  # a GAN draws on no other run
     channels = meta.image_shape[-1]
     generator, discriminator = build_models(config, channels)
     g_tx, d_tx = build_optimizers(config)
     latent_dim = config.model.latent_dim
     loss = losses.get(config.loss)
+    sample_fn = functools.partial(sample, generator=generator, latent_dim=latent_dim)
     return Task(
+        name="gan",
         init=functools.partial(init, generator=generator, discriminator=discriminator,
                                g_tx=g_tx, d_tx=d_tx, latent_dim=latent_dim, channels=channels),
         train_step=functools.partial(
@@ -180,7 +286,11 @@ def make(config: ml_collections.ConfigDict, meta) -> Task:
             g_step=functools.partial(generator_step, generator=generator,
                                      discriminator=discriminator, g_tx=g_tx, loss=loss,
                                      latent_dim=latent_dim, ema_decay=config.ema_decay)),
-        sample=functools.partial(sample, generator=generator, latent_dim=latent_dim),
-        generate=functools.partial(generate, generator=generator),
-        latent_dim=latent_dim,
+        visuals=functools.partial(visuals, sample_fn=sample_fn, num=config.num_sample_images),
+        evaluators={"generative": Evaluation("generative", {"sample": sample_fn},
+                                             {"generator": "ema"})},
+        functions={"sample": sample_fn,
+                   "generate": functools.partial(generate, generator=generator),
+                   "generator_variables": generator_variables,
+                   "latent_dim": latent_dim},
     )

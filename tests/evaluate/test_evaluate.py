@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import genjax
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import evaluate, viz
 from genjax.evaluate import extractors
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # end to end: trained runs, subprocesses
 
 
 def classifier_config(data_dir, **overrides):
-    c = ml_collections.ConfigDict(config_lib.classifier_defaults().to_dict())
+    c = ml_collections.ConfigDict(tasks_lib.defaults("classifier").to_dict())
     c.image_size, c.batch_size, c.num_train_steps = 8, 16, 4
     c.model.width, c.model.feature_dim = 4, 8
     c.log_every_steps = c.checkpoint_every_steps = c.eval_every_steps = 4
@@ -38,7 +38,7 @@ def classifier_config(data_dir, **overrides):
 
 
 def gan_config(data_dir, classifier_workdir, **overrides):
-    c = ml_collections.ConfigDict(config_lib.gan_defaults().to_dict())
+    c = ml_collections.ConfigDict(tasks_lib.defaults("gan").to_dict())
     c.image_size, c.batch_size, c.num_sample_images, c.num_train_steps = 8, 16, 4, 2
     c.model.latent_dim, c.model.g_width, c.model.d_width = 8, 4, 4
     c.log_every_steps = c.sample_every_steps = c.checkpoint_every_steps = 2

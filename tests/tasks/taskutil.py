@@ -5,7 +5,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import parallel
 
 
@@ -15,7 +15,7 @@ def tiny(defaults: ml_collections.ConfigDict, fields: dict, overrides: dict):
     for k, v in {**fields, **overrides}.items():
         section, _, leaf = k.rpartition(".")
         (c[section] if section else c)[leaf] = v
-    config_lib.validate(c)
+    tasks_lib.validate(c)
     return c
 
 

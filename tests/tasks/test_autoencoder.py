@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import losses, tasks
 from genjax.errors import ConfigError
 from genjax.tasks import autoencoder as ae
@@ -20,8 +20,8 @@ META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 
 
 def tiny_config(task="autoencoder", **overrides):
-    defaults = (config_lib.autoencoder_defaults() if task == "autoencoder"
-                else config_lib.vae_defaults())
+    defaults = (tasks_lib.defaults("autoencoder") if task == "autoencoder"
+                else tasks_lib.defaults("vae"))
     fields = {"image_size": 8, "batch_size": 16, "model.width": 4, "model.latent_dim": 3,
               "num_sample_images": 4}
     return tiny(defaults, fields, overrides)
@@ -264,7 +264,7 @@ def test_config_validation():
     vae = tiny_config("vae")
     vae.corruption = {"kind": "masking"}  # the VAE has no denoising mode
     with pytest.raises(ConfigError, match="Unknown config field 'corruption.kind'"):
-        config_lib.validate(vae)
+        tasks_lib.validate(vae)
 
 
 # ------------------------------------------------- the bounds on a known log p(x)

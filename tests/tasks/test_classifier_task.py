@@ -5,8 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from genjax import config as config_lib
+from genjax import tasks as tasks_lib
 from genjax import parallel, tasks
+from genjax.tasks import classifier
 from genjax.errors import ConfigError
 from taskutil import assert_one_device_matches_eight, batches, run, tiny
 
@@ -15,7 +16,7 @@ META = SimpleNamespace(image_shape=(8, 8, 1), num_classes=10)
 
 def tiny_config(**overrides):
     fields = {"image_size": 8, "batch_size": 16, "model.width": 4, "model.feature_dim": 8}
-    return tiny(config_lib.classifier_defaults(), fields, overrides)
+    return tiny(tasks_lib.defaults("classifier"), fields, overrides)
 
 
 def test_train_step_learns_a_fixed_batch():
@@ -46,7 +47,7 @@ def test_step_compiles_once_and_classify_is_chunk_invariant():
     host = parallel.unreplicate(state)
     images = batches(1)[0]["image"]
     whole = task.classify(host, images)
-    chunked = tasks.classifier.classify(host, images, model=tasks.classifier.build_model(
+    chunked = classifier.classify(host, images, model=classifier.build_model(
         tiny_config(), 10), chunk=5)
     chex.assert_trees_all_close(whole, chunked, atol=1e-5)
 
@@ -69,6 +70,6 @@ def test_config_checks_and_unlabelled_data():
     with pytest.raises(ConfigError, match="d_width"):  # a GAN field in a classifier config
         c = tiny_config()
         c.model.d_width = 4
-        config_lib.validate(c)
+        tasks_lib.validate(c)
     with pytest.raises(ConfigError, match="class labels"):
         tasks.make(tiny_config(), SimpleNamespace(image_shape=(8, 8, 1), num_classes=None))

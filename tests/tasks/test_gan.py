@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from genjax import config as config_lib
 from genjax import losses, parallel, tasks
+from genjax import tasks as tasks_lib
 from genjax.models.dcgan import Discriminator, Generator
 from genjax.tasks import gan
 from taskutil import (assert_one_device_matches_eight, assert_same_on_every_device, batches,
@@ -29,7 +29,7 @@ META = SimpleNamespace(image_shape=(SIZE, SIZE, 1), num_classes=10)
 def tiny_config(**overrides):
     fields = {"image_size": SIZE, "batch_size": 16, "model.latent_dim": 8, "model.g_width": 4,
               "model.d_width": 4}
-    return tiny(config_lib.gan_defaults(), fields, overrides)
+    return tiny(tasks_lib.defaults("gan"), fields, overrides)
 
 
 def images(n=1, seed=0):
