@@ -100,12 +100,14 @@ def matching_aware_discriminator(loss: GANLoss, real, wrong, fake, weight: float
     return on_real + weight * on_wrong + (1.0 - weight) * on_fake, on_real, on_wrong, on_fake
 
 
-def mismatched_labels(key, labels, num_classes: int):
+def mismatched_labels(key, labels, num_classes: int, randint=jax.random.randint):
     """For each label y, a label drawn uniformly from the other num_classes - 1 classes
-    (never y itself): y' = (y + u) mod K with u uniform on 1..K-1."""
+    (never y itself): y' = (y + u) mod K with u uniform on 1..K-1. `randint` draws u
+    (`parallel.global_randint` inside a pmapped step, so draws do not depend on the
+    device count)."""
     if num_classes < 2:
         raise ValueError(f"Mismatched labels need at least 2 classes, got {num_classes}.")
-    shift = jax.random.randint(key, labels.shape, 1, num_classes, dtype=labels.dtype)
+    shift = randint(key, labels.shape, 1, num_classes, dtype=labels.dtype)
     return (labels + shift) % num_classes
 
 

@@ -107,7 +107,8 @@ def test_projection_head_is_linear_plus_inner_product_with_sum_pooled_features()
     h = _Features(16, 8).apply({"params": body, "batch_stats": v["batch_stats"]}, x)
     h = np.asarray(h, np.float64)
     dense = v["params"]["Dense_0"]
-    linear = h.reshape(4, -1) @ np.asarray(dense["kernel"], np.float64)[:, 0] + float(dense["bias"][0])
+    kernel = np.asarray(dense["kernel"], np.float64)[:, 0]
+    linear = h.reshape(4, -1) @ kernel + float(dense["bias"][0])
     embed = np.asarray(v["params"]["projection"]["embedding"], np.float64)[np.asarray(labels)]
     want = linear + np.sum(embed * h.sum(axis=(1, 2)), axis=1)
     np.testing.assert_allclose(logits, want, rtol=2e-4, atol=2e-4)
