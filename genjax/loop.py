@@ -28,6 +28,8 @@ What it does when things go wrong (the tests in tests/test_reliability.py prove 
   the streak reached the limit, without a host round trip per step, and it never
   writes a checkpoint after that point (nor one holding a NaN: `Checkpoints.save`
   refuses those).
+- One live run per workdir: `genjax.lock` holds `<workdir>/run.lock` from before the
+  first write; a second run on the same workdir stops at once, naming the first.
 - SIGTERM/SIGINT stop at the next step boundary after a committed checkpoint
   (`genjax.preemption`); a failed save stops training with the earlier checkpoints
   intact.
@@ -50,7 +52,7 @@ from absl import logging
 from tensorboardX import SummaryWriter
 
 from genjax import config as config_lib
-from genjax import data, evaluate, parallel, tasks, viz
+from genjax import data, evaluate, lock, parallel, tasks, viz
 from genjax.checkpoint import Checkpoints, library_versions
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
                            CorruptCheckpointError, NonFiniteError, Preempted)
@@ -113,17 +115,19 @@ class _Logger:
 
     def scalars(self, step: int, metrics: dict) -> dict:
         now = time.perf_counter()
-        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-        self.last_time, self.last_step = now, step
         metrics = {k: float(v) for k, v in metrics.items()}
-        metrics["perf/steps_per_sec"] = rate
-        metrics["perf/images_per_sec"] = rate * self.global_batch
+        speed = ""
+        if step > self.last_step:  # the first step's time is compilation: no rate yet
+            rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+            metrics["perf/steps_per_sec"] = rate
+            metrics["perf/images_per_sec"] = rate * self.global_batch
+            eta = _format_eta((self.total - step) / max(rate, 1e-9))
+            speed = f"  {rate:.1f} steps/s  {rate * self.global_batch:.0f} img/s  ETA {eta}"
+        self.last_time, self.last_step = now, step
         for name, value in metrics.items():
             self.writer.add_scalar(name, value, step)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("perf/"))
-        eta = _format_eta((self.total - step) / max(rate, 1e-9))
-        print(f"step {step}/{self.total} ({100 * step / self.total:.0f}%)  "
-              f"{rate:.1f} steps/s  {rate * self.global_batch:.0f} img/s  ETA {eta}  | {shown}",
+        print(f"step {step}/{self.total} ({100 * step / self.total:.0f}%){speed}  | {shown}",
               flush=True)
         skipped = int(metrics.get("train/skipped_updates", self.skipped))
         if skipped > self.skipped:
@@ -180,7 +184,7 @@ def _dataset_meta(spec: data.DataSpec):
 
 def _make_pipeline(spec: data.DataSpec, config, num_devices: int) -> data.Pipeline:
     try:
-        return data.pipeline(spec, global_batch_size=config.batch_size,
+        return data.training_pipeline(spec, global_batch_size=config.batch_size,
                              num_devices=num_devices, seed=config.seed)
     except data.DatasetNotAvailableError as e:
         raise _dataset_error(spec, e) from None
@@ -413,15 +417,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     evaluator = evaluate.make_evaluator(config, task, workdir)
     held_out = _held_out_batch(spec, task)
 
-    checkpoints = _open_checkpoints(workdir, config)
-    logger = None
-    try:
-        state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
-        _write_config(workdir, config)
-        logger = _Logger(workdir, config.num_train_steps, config.batch_size, int(state.skipped))
-        return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,
-                           held_out), state, pipeline)
-    finally:
-        checkpoints.close()
-        if logger is not None:
-            logger.close()
+    with lock.hold(workdir):  # one live run per workdir, from before the first write
+        checkpoints = _open_checkpoints(workdir, config)
+        logger = None
+        try:
+            state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
+            _write_config(workdir, config)
+            logger = _Logger(workdir, config.num_train_steps, config.batch_size,
+                             int(state.skipped))
+            return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,
+                               held_out), state, pipeline)
+        finally:
+            checkpoints.close()
+            if logger is not None:
+                logger.close()

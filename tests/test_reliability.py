@@ -295,6 +295,26 @@ def test_kill_preempt_kill_during_save_then_resume_is_bitwise_equal(tmp_path, da
     assert_bitwise_equal_runs(workdir, reference[0])
 
 
+@pytest.mark.slow
+def test_a_second_run_on_a_workdir_in_use_stops_at_once_naming_the_first(tmp_path, data_dir,
+                                                                          env):
+    workdir = tmp_path / "run"
+    first = Proc(train_args(workdir, data_dir, steps=100_000), env, tmp_path / "first.err")
+    try:
+        assert first.wait_for(r"^Training gan ")
+        second = run(train_args(workdir, data_dir, "--config.seed=1"), env)
+        config = json.loads((workdir / "config.json").read_text())
+    finally:
+        first.signal(signal.SIGTERM)
+        first_result = first.finish()
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert f"is in use by PID {first.popen.pid} on host " in second.stderr
+    assert "Traceback" not in second.stderr and "Training gan" not in second.stdout
+    assert config["seed"] == 0 and config["num_train_steps"] == 100_000  # not rewritten
+    assert first_result.returncode == 143, first_result.stderr[-3000:]  # undisturbed
+    assert (workdir / "run.lock").read_text() == ""  # released on the way out
+
+
 def test_stop_signal_records_the_first_signal_and_restores_handlers():
     """Item 3, in process: SIGINT while a StopSignal is active is only recorded."""
     before = signal.getsignal(signal.SIGINT)

@@ -2,7 +2,7 @@
 
 Tasks describe their batches with a `DataSpec` (`genjax.data.spec`: the layouts
 'images', 'paired', 'unpaired', 'captioned', from TFDS or image folders); `meta`,
-`pipeline`, `load_split` and `held_out_batch` (`genjax.data.serve`) serve them."""
+`training_pipeline`, `load_split` and `held_out_batch` (`genjax.data.serve`) serve them."""
 
 from genjax.data.digits import prepare_digits
 from genjax.data.folders import FolderError
@@ -14,7 +14,7 @@ from genjax.data.pipeline import (
     dataset_source,
     make_pipeline,
 )
-from genjax.data.serve import held_out_batch, load_split, meta, pipeline, split_size
+from genjax.data.serve import held_out_batch, load_split, meta, split_size, training_pipeline
 from genjax.data.spec import LAYOUTS, DataSpec
 from genjax.data.text import Tokenizer
 
@@ -26,7 +26,7 @@ __all__ = [
     "held_out_batch",
     "load_split",
     "meta",
-    "pipeline",
+    "training_pipeline",
     "split_size",
     "DatasetMeta",
     "DatasetNotAvailableError",

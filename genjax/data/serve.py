@@ -36,7 +36,7 @@ def meta(spec: DataSpec) -> pipeline_lib.DatasetMeta:
     return result
 
 
-def pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, seed: int,
+def training_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, seed: int,
              **options) -> pipeline_lib.Pipeline:
     """The resumable training pipeline of `spec.split` (options: see `make_pipeline`)."""
     if not _tfds_images(spec):

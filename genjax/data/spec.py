@@ -4,7 +4,7 @@ A task module's `data_spec(config) -> DataSpec` tells the data layer which featu
 batch holds; the loop, the evaluators and the notebooks then ask the data layer for
 batches of that spec without looking inside them:
 
-  pipeline(spec, global_batch_size=..., num_devices=..., seed=...) -> Pipeline
+  training_pipeline(spec, global_batch_size=..., num_devices=..., seed=...) -> Pipeline
       the resumable training pipeline of `spec.split`: per-device batches
       `{feature: array [devices, per_device, ...]}`.
   load_split(spec, split, num=None, seed=0) -> {feature: array [n, ...]}

@@ -2,7 +2,6 @@
 small folders the tests write and on TFDS mock data (offline, no TF, no JAX)."""
 
 import dataclasses
-import importlib
 import json
 
 import numpy as np
@@ -12,13 +11,11 @@ from PIL import Image
 from tensorflow_datasets.core import registered
 
 from genjax.data import DataSpec, DatasetMeta, layouts, serve
+from genjax.data import pipeline as pipeline_lib
 from genjax.data.folders import FolderError
 from genjax.data.text import Tokenizer
 
 RNG = np.random.default_rng(0)
-
-# The module: `genjax.data.pipeline` as an attribute is `serve.pipeline`, the function.
-pipeline_lib = importlib.import_module("genjax.data.pipeline")
 
 
 def _save(path, array):
@@ -49,11 +46,11 @@ def _assert_same(expected, actual):
 
 
 def _check_resume(spec, steps_before, steps_after, **kwargs):
-    original = serve.pipeline(spec, **kwargs)
+    original = serve.training_pipeline(spec, **kwargs)
     _take(original, steps_before)
     state = json.loads(json.dumps(original.get_state()))  # what a checkpoint stores
     expected = _take(original, steps_after)
-    restored = serve.pipeline(spec, **kwargs)
+    restored = serve.training_pipeline(spec, **kwargs)
     restored.set_state(state)
     _assert_same(expected, _take(restored, steps_after))
     return expected
@@ -85,7 +82,7 @@ def test_images_from_class_folders_are_labelled_like_image_folder(tmp_path):
     expected, _ = pipeline_lib._preprocess({"image": raw}, image_key="image",
                                            label_key=None, image_size=6)
     np.testing.assert_array_equal(data["image"][6], expected / np.float32(127.5) - 1)
-    batch = next(serve.pipeline(spec, global_batch_size=4, num_devices=2, seed=0))
+    batch = next(serve.training_pipeline(spec, global_batch_size=4, num_devices=2, seed=0))
     assert batch["image"].shape == (2, 2, 6, 6, 3) and batch["label"].shape == (2, 2)
     _check_resume(spec, 3, 3, global_batch_size=4, num_devices=2, seed=1)
 
@@ -129,7 +126,7 @@ def test_paired_jitter_is_the_same_on_input_and_target(tmp_path):
     _side_by_side(tmp_path)
     spec = _spec(tmp_path, "paired", image_size=8)
     assert spec.crop_load_size == 9  # round(8 * 286 / 256)
-    pipeline = serve.pipeline(spec, global_batch_size=4, num_devices=2, seed=0)
+    pipeline = serve.training_pipeline(spec, global_batch_size=4, num_devices=2, seed=0)
     batches = _take(pipeline, 6)  # 2 batches per epoch: three epochs
     for batch in batches:
         assert batch["input"].shape == (2, 2, 8, 8, 3) and batch["label"].shape == (2, 2)
@@ -178,7 +175,8 @@ def test_paired_folders_match_by_name_and_keep_their_channels(tmp_path):
     meta = serve.meta(spec)
     assert meta.image_channels == {"input": 1, "target": 3}
     assert meta.num_examples == {"train": 6, "test": 2}
-    for batch in _take(serve.pipeline(spec, global_batch_size=3, num_devices=1, seed=0), 4):
+    batches = serve.training_pipeline(spec, global_batch_size=3, num_devices=1, seed=0)
+    for batch in _take(batches, 4):
         assert batch["input"].shape == (1, 3, 8, 8, 1)
         # target = 255 - input per pixel; resizing keeps it up to PIL's rounding.
         np.testing.assert_allclose(batch["target"][..., :1], -batch["input"], atol=1.01 / 127.5)
@@ -192,7 +190,7 @@ def test_paired_tfds_dataset_by_feature_names(tmp_path):
                     input_feature="lr", target_feature="hr")
     with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
         meta = serve.meta(spec)
-        batch = next(serve.pipeline(spec, global_batch_size=4, num_devices=2, seed=0))
+        batch = next(serve.training_pipeline(spec, global_batch_size=4, num_devices=2, seed=0))
         with pytest.raises(pipeline_lib.DatasetNotAvailableError, match="no feature 'low'"):
             serve.meta(dataclasses.replace(spec, input_feature="low"))
     assert meta.image_channels == {"input": 3, "target": 3}
@@ -237,7 +235,8 @@ def test_paired_tfds_dataset_with_default_features_and_labels(tmp_path):
     assert list(data["label"]) == [0, 1, 2]
     np.testing.assert_allclose(data["target"], np.repeat(-data["input"], 3, axis=-1),
                                atol=1e-6)  # exact but for float rounding of the scaling
-    for batch in _take(serve.pipeline(spec, global_batch_size=3, num_devices=1, seed=0), 4):
+    batches = serve.training_pipeline(spec, global_batch_size=3, num_devices=1, seed=0)
+    for batch in _take(batches, 4):
         # Jittered (resized to 7, cropped to 6) alike: inversion survives up to rounding.
         np.testing.assert_allclose(batch["target"][..., :1], -batch["input"], atol=1.01 / 127.5)
 
@@ -280,7 +279,7 @@ def test_unpaired_domains_each_run_through_their_own_epochs(tmp_path):
     meta = serve.meta(spec)
     assert meta.image_channels == {"a": 3, "b": 3} and meta.num_classes is None
     assert meta.num_examples == {"trainA": 8, "trainB": 12, "testA": 3, "testB": 2}
-    pipeline = serve.pipeline(spec, global_batch_size=4, num_devices=2, seed=0)
+    pipeline = serve.training_pipeline(spec, global_batch_size=4, num_devices=2, seed=0)
     assert pipeline.steps_per_epoch == 3  # the larger domain: 12 // 4
     batches = _take(pipeline, 6)
     assert set(batches[0]) == {"a", "b", "a_label", "b_label"}
@@ -299,7 +298,7 @@ def test_unpaired_domains_each_run_through_their_own_epochs(tmp_path):
 def test_unpaired_domains_of_equal_size_are_shuffled_independently(tmp_path):
     _unpaired_folder(tmp_path, sizes={"trainA": 16, "trainB": 16})
     spec = _spec(tmp_path, "unpaired", jitter=False, image_size=6)
-    batch = next(serve.pipeline(spec, global_batch_size=16, num_devices=1, seed=3))
+    batch = next(serve.training_pipeline(spec, global_batch_size=16, num_devices=1, seed=3))
     order_a, order_b = _ids(batch["a"]) - 10, _ids(batch["b"]) - 100
     assert sorted(order_a) == sorted(order_b) == list(range(16))
     assert list(order_a) != list(order_b)
@@ -318,7 +317,7 @@ def test_unpaired_cycle_gan_from_tfds(tmp_path):
                     image_size=10, layout="unpaired", data_dir=str(tmp_path))
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
         meta = serve.meta(spec)
-        batch = next(serve.pipeline(spec, global_batch_size=2, num_devices=2, seed=0))
+        batch = next(serve.training_pipeline(spec, global_batch_size=2, num_devices=2, seed=0))
         test = serve.load_split(spec, "test", num=3)
     # cycle_gan's 'label' says A or B, which the split already does: no class labels.
     assert meta.num_classes is None and meta.image_channels == {"a": 3, "b": 3}
@@ -368,7 +367,7 @@ def test_captioned_folder_draws_one_caption_per_image_per_epoch(tmp_path):
     tokenizer = Tokenizer.from_meta(meta)
     assert "caption" in tokenizer.vocabulary and "5" in tokenizer.vocabulary
     assert "8" not in tokenizer.vocabulary  # built from the training split only
-    pipeline = serve.pipeline(spec, global_batch_size=3, num_devices=1, seed=0)
+    pipeline = serve.training_pipeline(spec, global_batch_size=3, num_devices=1, seed=0)
     drawn = {}
     for batch in _take(pipeline, 16):  # 8 epochs
         assert set(batch) == {"image", "tokens", "label"}
@@ -451,7 +450,7 @@ def test_captioned_coco_captions_by_name_without_tensorflow(tmp_path):
     assert data["image"].shape == (3, 6, 6, 3) and not data["label"].any()
     for i, caption in enumerate(data["caption"]):
         assert caption in (f"photo {i}", f"A photo of {i}")
-    batch = next(serve.pipeline(spec, global_batch_size=5, num_devices=1, seed=0))
+    batch = next(serve.training_pipeline(spec, global_batch_size=5, num_devices=1, seed=0))
     assert batch["tokens"].shape == (1, 5, 4)
 
 

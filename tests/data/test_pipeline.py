@@ -1,6 +1,5 @@
 """Tests of the embedded digits dataset and the TFDS -> grain input pipeline (offline, no TF)."""
 
-import importlib
 import json
 from pathlib import Path
 
@@ -18,9 +17,7 @@ from genjax.data import (
     prepare_digits,
 )
 from genjax.data import digits as digits_lib
-
-# The module: `genjax.data.pipeline` as an attribute is `serve.pipeline`, the function.
-pipeline_lib = importlib.import_module("genjax.data.pipeline")
+from genjax.data import pipeline as pipeline_lib
 
 
 @pytest.fixture(scope="module")

@@ -219,7 +219,7 @@ def test_compare_reports_each_metric_of_the_same_features():
     """The evaluator's table is the metrics themselves, each under its own name. The
     fakes cover a quarter of the real cloud faithfully (precision ≈ 1, recall well below),
     so a swap of two entries shows."""
-    from genjax.evaluate import evaluator
+    from genjax.evaluate import generative as evaluator
 
     rng = np.random.default_rng(5)
     real = rng.normal(size=(300, 4)).astype(np.float32)
