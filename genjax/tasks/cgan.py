@@ -47,7 +47,7 @@ SHAPE_FIELDS = (*gan.SHAPE_FIELDS, "model.embed_dim", "model.conditional_bn",
 def defaults() -> ml_collections.ConfigDict:
     """Defaults of the class-conditional GAN: the GAN's fields plus the conditioning."""
     c = gan.defaults()
-    c.task = "cgan"
+    c.task = "cgan"  # Which module of genjax/tasks/ trains this config.
     c.model.embed_dim = 16  # Size of the learned label embedding (G's input; D's 'concat').
     c.model.conditional_bn = False  # G's BatchNorm with a per-class scale and shift.
     # How D sees the label: 'concat' (input channels), 'projection' (Miyato & Koyama
