@@ -84,6 +84,33 @@ def get(name: str) -> GANLoss:
     return GAN_LOSSES[name]
 
 
+def matching_aware_discriminator(loss: GANLoss, real, wrong, fake, weight: float):
+    """The matching-aware discriminator loss of GAN-CLS (Reed et al. 2016, with class
+    labels or captions as the condition y): D must call real only a genuine image with
+    its own condition, and fake both a genuine image with a wrong condition and a
+    generated image with its condition:
+
+        L_D = L_real(D(x, y)) + w·L_fake(D(x, y')) + (1 - w)·L_fake(D(G(z, y), y))
+
+    with L_real / L_fake the chosen loss's terms for the 'real' and 'fake' targets
+    (`loss.discriminator`). w = 0 is the plain conditional GAN; w = ½ is Reed et al.'s
+    `cls_weight`. Returns `(loss, on_real, on_wrong, on_fake)`, each a batch mean."""
+    _, on_real, on_fake = loss.discriminator(real, fake)
+    _, _, on_wrong = loss.discriminator(real, wrong)
+    return on_real + weight * on_wrong + (1.0 - weight) * on_fake, on_real, on_wrong, on_fake
+
+
+def mismatched_labels(key, labels, num_classes: int, randint=jax.random.randint):
+    """For each label y, a label drawn uniformly from the other num_classes - 1 classes
+    (never y itself): y' = (y + u) mod K with u uniform on 1..K-1. `randint` draws u
+    (`parallel.global_randint` inside a pmapped step, so draws do not depend on the
+    device count)."""
+    if num_classes < 2:
+        raise ValueError(f"Mismatched labels need at least 2 classes, got {num_classes}.")
+    shift = randint(key, labels.shape, 1, num_classes, dtype=labels.dtype)
+    return (labels + shift) % num_classes
+
+
 # ----------------------------------------------------------------------- autoencoders
 #
 # Images are in [-1, 1]. A decoder outputs per-pixel logits; `decoded_image` maps them to

@@ -91,6 +91,13 @@ def device_key(key: jax.Array) -> jax.Array:
     return jax.random.fold_in(key, device_index())
 
 
+def _global_draw(draw: Callable[[tuple[int, ...]], jnp.ndarray],
+                 per_device_shape: tuple[int, ...]) -> jnp.ndarray:
+    n, b = num_devices_in_step(), per_device_shape[0]
+    full = draw((n * b, *per_device_shape[1:]))
+    return jax.lax.dynamic_slice_in_dim(full, device_index() * b, b, axis=0)
+
+
 def global_normal(key: jax.Array, per_device_shape: tuple[int, ...]) -> jnp.ndarray:
     """This device's slice of one normal draw for the whole global batch.
 
@@ -98,6 +105,12 @@ def global_normal(key: jax.Array, per_device_shape: tuple[int, ...]) -> jnp.ndar
     device count: 8 devices of 8 see exactly what 1 device of 64 sees, so runs can
     move between device counts and be compared with each other.
     """
-    n, b = num_devices_in_step(), per_device_shape[0]
-    full = jax.random.normal(key, (n * b, *per_device_shape[1:]))
-    return jax.lax.dynamic_slice_in_dim(full, device_index() * b, b, axis=0)
+    return _global_draw(lambda shape: jax.random.normal(key, shape), per_device_shape)
+
+
+def global_randint(key: jax.Array, per_device_shape: tuple[int, ...], minval, maxval,
+                   dtype=jnp.int32) -> jnp.ndarray:
+    """This device's slice of one uniform integer draw in [minval, maxval) for the whole
+    global batch (see `global_normal`); `jax.random.randint`'s signature."""
+    return _global_draw(lambda shape: jax.random.randint(key, shape, minval, maxval, dtype),
+                        per_device_shape)

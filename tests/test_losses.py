@@ -54,3 +54,49 @@ def test_losses_finite_and_differentiable_at_extreme_logits(name):
 def test_unknown_loss_is_named():
     with pytest.raises(KeyError, match="wasserstein"):
         losses.get("wasserstein")
+
+
+WRONG = np.array([0.7, -2.0, 3.0], np.float32)
+
+
+@pytest.mark.parametrize("name", list(losses.GAN_LOSSES))
+@pytest.mark.parametrize("weight", [0.0, 0.5, 0.3])
+def test_matching_aware_loss_by_hand(name, weight):
+    # Each term by hand: the target 'real' for REAL, 'fake' for WRONG and FAKE.
+    on_real_fn, on_fake_fn = {
+        "non_saturating": (lambda t: -np.log(_sig(t)), lambda t: -np.log(1 - _sig(t))),
+        "minimax": (lambda t: -np.log(_sig(t)), lambda t: -np.log(1 - _sig(t))),
+        "hinge": (lambda t: np.maximum(0, 1 - t), lambda t: np.maximum(0, 1 + t)),
+        "least_squares": (lambda t: 0.5 * (t - 1) ** 2, lambda t: 0.5 * t ** 2),
+    }[name]
+    r, w, f = (np.mean(on_real_fn(REAL.astype(np.float64))),
+               np.mean(on_fake_fn(WRONG.astype(np.float64))),
+               np.mean(on_fake_fn(FAKE.astype(np.float64))))
+    got = jax.jit(losses.matching_aware_discriminator, static_argnums=0)(
+        losses.get(name), REAL, WRONG, FAKE, weight)
+    np.testing.assert_allclose(got, [r + weight * w + (1 - weight) * f, r, w, f], rtol=1e-5)
+
+
+def test_matching_aware_loss_without_the_term_is_the_plain_loss():
+    pair = losses.get("non_saturating")
+    total = losses.matching_aware_discriminator(pair, REAL, WRONG, FAKE, 0.0)[0]
+    np.testing.assert_allclose(total, pair.discriminator(REAL, FAKE)[0], rtol=1e-6)
+    grad = jax.grad(lambda w: losses.matching_aware_discriminator(pair, REAL, w, FAKE, 0.0)[0])
+    np.testing.assert_array_equal(grad(WRONG), 0.0)
+
+
+def test_mismatched_labels_are_never_the_right_ones_and_uniform_over_the_others():
+    k = 10
+    labels = jnp.tile(jnp.arange(k, dtype=jnp.int32), 20_000)
+    wrong = np.asarray(losses.mismatched_labels(jax.random.key(0), labels, k))
+    labels = np.asarray(labels)
+    assert wrong.dtype == labels.dtype and wrong.min() >= 0 and wrong.max() < k
+    assert not np.any(wrong == labels)
+    # Each of the 9 other classes gets 1/9 of each class's draws (20,000 per class):
+    # binomial std ~ 44, so 5 std is a generous band.
+    counts = np.zeros((k, k))
+    np.add.at(counts, (labels, wrong), 1)
+    off = counts[~np.eye(k, dtype=bool)]
+    assert np.all(np.abs(off - 20_000 / 9) < 5 * np.sqrt(20_000 * (1 / 9) * (8 / 9))), off
+    with pytest.raises(ValueError, match="2 classes"):
+        losses.mismatched_labels(jax.random.key(0), labels, 1)

@@ -15,7 +15,7 @@ running averages at evaluation; under `pmap` it averages them over `bn_axis_name
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -44,6 +44,47 @@ def _batch_norm(train: bool, axis_name: str | None, dtype: Any) -> nn.BatchNorm:
                         dtype=dtype)
 
 
+def generator_body(x: jnp.ndarray, *, image_size: int, channels: int, width: int,
+                   conv_impl: str, dtype: Any, norm: Callable[[jnp.ndarray], jnp.ndarray]
+                   ) -> jnp.ndarray:
+    """The DCGAN generator from its input vector `x` [N, D] to images [N, S, S, C] in
+    [-1, 1]; `norm(h)` normalises each hidden layer (BatchNorm, or a conditional one).
+    Call it inside a compact method: its layers become the caller's (Dense_0, UpConv_i)."""
+    k = num_doublings(image_size)
+    features = width * 2 ** (k - 1)
+    h = nn.Dense(4 * 4 * features, use_bias=False, kernel_init=_init, dtype=dtype)(x)
+    h = nn.relu(norm(h.reshape(x.shape[0], 4, 4, features)))
+    for _ in range(k - 1):
+        features //= 2
+        h = UpConv(features, use_bias=False, impl=conv_impl, dtype=dtype)(h)
+        h = nn.relu(norm(h))
+    h = UpConv(channels, impl=conv_impl, dtype=dtype)(h)
+    h = jnp.tanh(h.astype(jnp.float32))
+    assert h.shape[1:] == (image_size, image_size, channels), h.shape
+    return h
+
+
+def discriminator_features(x: jnp.ndarray, *, image_size: int, width: int, dropout: float,
+                           train: bool, conv_impl: str, dtype: Any,
+                           norm: Callable[[jnp.ndarray], jnp.ndarray]) -> jnp.ndarray:
+    """The DCGAN discriminator's convolutional body: images [N, S, S, C] to its last
+    feature map [N, 4, 4, width·2^(k-1)]. Call it inside a compact method."""
+    k = num_doublings(image_size)
+    assert x.shape[1:3] == (image_size, image_size), x.shape
+    features = width
+    for i in range(k):
+        # No normalisation on the first block, as in DCGAN: it would erase the
+        # image's own mean and scale, which the discriminator needs to see.
+        x = DownConv(features, use_bias=i == 0, impl=conv_impl, dtype=dtype)(x)
+        if i > 0:
+            x = norm(x)
+        x = nn.leaky_relu(x, 0.2)
+        if dropout > 0:
+            x = nn.Dropout(dropout, deterministic=not train)(x)
+        features *= 2
+    return x
+
+
 class Generator(nn.Module):
     image_size: int
     channels: int
@@ -54,19 +95,10 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        k = num_doublings(self.image_size)
-        features = self.width * 2 ** (k - 1)
-        x = nn.Dense(4 * 4 * features, use_bias=False, kernel_init=_init, dtype=self.dtype)(z)
-        x = x.reshape(z.shape[0], 4, 4, features)
-        x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
-        for _ in range(k - 1):
-            features //= 2
-            x = UpConv(features, use_bias=False, impl=self.conv_impl, dtype=self.dtype)(x)
-            x = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype)(x))
-        x = UpConv(self.channels, impl=self.conv_impl, dtype=self.dtype)(x)
-        x = jnp.tanh(x.astype(jnp.float32))
-        assert x.shape[1:] == (self.image_size, self.image_size, self.channels), x.shape
-        return x
+        return generator_body(
+            z, image_size=self.image_size, channels=self.channels, width=self.width,
+            conv_impl=self.conv_impl, dtype=self.dtype,
+            norm=lambda h: _batch_norm(train, self.bn_axis_name, self.dtype)(h))
 
 
 class Discriminator(nn.Module):
@@ -79,19 +111,9 @@ class Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        k = num_doublings(self.image_size)
-        assert x.shape[1:3] == (self.image_size, self.image_size), x.shape
-        features = self.width
-        for i in range(k):
-            # No normalisation on the first block, as in DCGAN: it would erase the
-            # image's own mean and scale, which the discriminator needs to see.
-            x = DownConv(features, use_bias=i == 0, impl=self.conv_impl, dtype=self.dtype)(x)
-            if i > 0:
-                x = _batch_norm(train, self.bn_axis_name, self.dtype)(x)
-            x = nn.leaky_relu(x, 0.2)
-            if self.dropout > 0:
-                x = nn.Dropout(self.dropout, deterministic=not train)(x)
-            features *= 2
-        x = x.reshape(x.shape[0], -1)
-        logit = nn.Dense(1, kernel_init=_init, dtype=self.dtype)(x)
+        h = discriminator_features(
+            x, image_size=self.image_size, width=self.width, dropout=self.dropout,
+            train=train, conv_impl=self.conv_impl, dtype=self.dtype,
+            norm=lambda h: _batch_norm(train, self.bn_axis_name, self.dtype)(h))
+        logit = nn.Dense(1, kernel_init=_init, dtype=self.dtype)(h.reshape(h.shape[0], -1))
         return logit[:, 0].astype(jnp.float32)

@@ -198,13 +198,20 @@ def generator_step(state: GANState, key: jax.Array, per_device_batch: int, *,
             "g/fake_prob": jnp.mean(jax.nn.sigmoid(logits))})
 
     player, g_loss, aux, finite = update_player(state.generator, g_tx, loss_fn)
-    # Warm-up of the decay (as in tf.train.ExponentialMovingAverage's num_updates) so that
-    # early samples are not dominated by the random initialisation.
-    step = state.step.astype(jnp.float32)
-    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
-    ema = optax.incremental_update(_variables(player), state.ema, step_size=1.0 - decay)
-    ema = jax.tree.map(lambda new, old: jnp.where(finite, new, old), ema, state.ema)
+    ema = ema_update(state.ema, player, state.step, ema_decay, finite)
     return state.replace(generator=player, ema=ema), {"g/loss": g_loss, **aux}, finite
+
+
+def ema_update(ema: dict, generator: Player, step, ema_decay: float, finite) -> dict:
+    """The generator's exponential moving average after the update of iteration `step`
+    (0-based): ema + (1 - d)·(new - ema) with d = min(ema_decay, (1 + step)/(10 + step)),
+    a warm-up of the decay (as in tf.train.ExponentialMovingAverage's num_updates) so that
+    early samples are not dominated by the random initialisation. Unchanged when the
+    update was skipped (`finite` False)."""
+    step = step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    new = optax.incremental_update(_variables(generator), ema, step_size=1.0 - decay)
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, ema)
 
 
 def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
