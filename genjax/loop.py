@@ -185,7 +185,7 @@ def _dataset_meta(spec: data.DataSpec):
 def _make_pipeline(spec: data.DataSpec, config, num_devices: int) -> data.Pipeline:
     try:
         return data.training_pipeline(spec, global_batch_size=config.batch_size,
-                             num_devices=num_devices, seed=config.seed)
+                                      num_devices=num_devices, seed=config.seed)
     except data.DatasetNotAvailableError as e:
         raise _dataset_error(spec, e) from None
 
