@@ -27,9 +27,12 @@ def get_config():
     config.checkpoint_every_steps = 1000
     config.model.g_width = 64
     config.model.d_width = 32
-    config.model.d_dropout = 0.3
+    # No discriminator dropout and equal learning rates: with the DCGAN config's D handicaps
+    # (dropout 0.3, D learning rate 5e-5) the generator ignored its noise within each
+    # class (one seed each: FD 8.9 and recall 0.00, against 3.5 and 0.18 with these).
+    config.model.d_dropout = 0.0
     config.g_learning_rate = 2e-4
-    config.d_learning_rate = 5e-5
+    config.d_learning_rate = 2e-4
     config.model.conditioning = "projection"
     config.matching_weight = 0.5
     return config
