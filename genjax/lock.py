@@ -24,7 +24,7 @@ from typing import Iterator
 
 from absl import logging
 
-from genjax.errors import GenjaxError
+from genjax.errors import CheckpointSaveError, GenjaxError
 
 LOCK_NAME = "run.lock"
 
@@ -85,12 +85,18 @@ def _alive_here(record: dict | None) -> bool:
 def hold(workdir) -> Iterator[Path]:
     """Holds `<workdir>/run.lock` for the duration of the block (creating the workdir).
 
-    Raises WorkdirInUseError when a live process holds it.
+    Raises WorkdirInUseError when a live process holds it, and CheckpointSaveError when
+    the workdir cannot be created or written.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CheckpointSaveError(
+            f"Cannot write to the workdir {workdir}: {type(e).__name__}: {e}. Pass a "
+            "--workdir on a writable disk with free space.") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -164,9 +164,10 @@ def remove_metadata(step_dir: Path) -> None:
 
 
 def snapshot(root: Path) -> dict:
-    """Every path under root with its size and modification time."""
+    """Every path under root with its size and modification time, but the workdir lock
+    (`run.lock`, which every run writes its details to and empties on the way out)."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*"))}
+            for p in sorted(root.rglob("*")) if p.name != "run.lock"}
 
 
 def losses_printed(stdout: str) -> list[str]:
