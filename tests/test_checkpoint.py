@@ -14,7 +14,7 @@ from genjax.checkpoint import Checkpoints
 
 
 def _state(value):
-    return {"w": np.full((3, 2), value, np.float32), "step": np.int32(7)}
+    return {"w": np.full((3, 2), value, np.float32), "step": np.asarray(7, np.int32)}
 
 
 def _pipeline(data_dir):
