@@ -14,11 +14,22 @@ uniformly from the other classes, `losses.mismatched_labels`) are fake too:
         [+ λ_ac·(CE(c(x), y) + CE(c(G(z, y)), y))                for 'acgan']
     L_G = L_gen(D(G(z, y), y))  [+ λ_ac·CE(c(G(z, y)), y)       for 'acgan']
 
-For 'acgan' the adversarial output does not see the label, so its matching-aware score
-of a pair is the adversarial logit plus the auxiliary classifier's log-probability of
-the label, relative to a uniform guess: s(x, y) = a(x) + log p_c(y | x) + log K. A
-classifier that cannot tell classes leaves a(x) unchanged; one sure of another class
-makes the pair look fake. The generator never sees a wrong label.
+For 'acgan' (an adversarial head a(x) that does not see the label, plus a class head
+c(x)) the weight decides the game:
+  * w = 0 is the vanilla AC-GAN of Odena et al. 2017: the adversarial terms use a(x)
+    alone, L_real(a(x)) + L_fake(a(G(z, y))) for D and L_gen(a(G(z, y))) for G, and the
+    auxiliary class loss λ_ac·CE(c(·), y) is added on real and fake for D and on fake
+    for G (the brackets above).
+  * w > 0 is the matching-aware extension: every adversarial term scores the *pair*,
+    s(x, y) = a(x) + log p_c(y | x) + log K (the adversarial logit plus the class head's
+    log-probability of the label relative to a uniform guess), so that D can call a
+    genuine image with a wrong label fake; the class losses stay as in vanilla AC-GAN.
+    A class head that cannot tell classes leaves a(x) unchanged; one sure of another
+    class makes the pair look fake.
+For 'concat' and 'projection' D's logit already scores the pair. The generator never
+sees a wrong label. `pair_score` (D's score of pairs in evaluation mode, what the
+'conditional' evaluation's matched-vs-mismatched AUC measures) is s(x, y) for 'acgan'
+at any w: the adversarial logit alone cannot tell labels.
 """
 
 from __future__ import annotations
@@ -124,6 +135,15 @@ def pair_scores(logits, class_logits, labels, num_classes: int):
     return logits + log_p[:, 0] + math.log(num_classes)
 
 
+def adversarial_scores(logits, class_logits, labels, num_classes: int,
+                       matching_weight: float):
+    """What the adversarial loss terms see: the pair score with the matching-aware term
+    on, and for vanilla AC-GAN (w = 0) the adversarial logit alone (module docstring)."""
+    if matching_weight > 0:
+        return pair_scores(logits, class_logits, labels, num_classes)
+    return logits
+
+
 def _class_loss(class_logits, labels):
     if class_logits is None:
         return jnp.zeros(())
@@ -155,11 +175,13 @@ def discriminator_step(state: GANState, real, labels, key: jax.Array, *, generat
 
         real_logits, real_classes = judge(real, labels, keys[0])
         fake_logits, fake_classes = judge(fake, labels, keys[1])
-        real_scores = pair_scores(real_logits, real_classes, labels, num_classes)
-        fake_scores = pair_scores(fake_logits, fake_classes, labels, num_classes)
+        scores = functools.partial(adversarial_scores, num_classes=num_classes,
+                                   matching_weight=matching_weight)
+        real_scores = scores(real_logits, real_classes, labels)
+        fake_scores = scores(fake_logits, fake_classes, labels)
         if matching_weight > 0:
             wrong_logits, wrong_classes = judge(real, wrong, keys[2])
-            wrong_scores = pair_scores(wrong_logits, wrong_classes, wrong, num_classes)
+            wrong_scores = scores(wrong_logits, wrong_classes, wrong)
         else:  # the term is off: no third pass
             wrong_scores = real_scores
         total, on_real, on_wrong, on_fake = losses.matching_aware_discriminator(
@@ -182,7 +204,7 @@ def discriminator_step(state: GANState, real, labels, key: jax.Array, *, generat
 
 def generator_step(state: GANState, labels, key: jax.Array, *, generator, discriminator,
                    g_tx, loss: losses.GANLoss, latent_dim: int, num_classes: int,
-                   ac_weight: float, ema_decay: float):
+                   ac_weight: float, ema_decay: float, matching_weight: float):
     z = parallel.global_normal(jax.random.fold_in(key, _NOISE), (labels.shape[0], latent_dim))
     dropout_key = parallel.device_key(jax.random.fold_in(key, _DROPOUT))
     d_vars = _variables(state.discriminator)
@@ -196,7 +218,8 @@ def generator_step(state: GANState, labels, key: jax.Array, *, generator, discri
         (logits, class_logits), _ = discriminator.apply(
             d_vars, fake, labels, train=True, mutable=["batch_stats"],
             rngs={"dropout": dropout_key})
-        scores = pair_scores(logits, class_logits, labels, num_classes)
+        scores = adversarial_scores(logits, class_logits, labels, num_classes,
+                                    matching_weight)
         class_loss = _class_loss(class_logits, labels)
         aux = {"g/fake_prob": jnp.mean(jax.nn.sigmoid(scores))}
         if class_logits is not None:
@@ -247,6 +270,25 @@ def sample_classes(state: GANState, key: jax.Array, labels, *, generator, latent
     return generate(state, z, labels, generator=generator, chunk=chunk, which=which)
 
 
+@functools.cache
+def _judge(discriminator):
+    return jax.jit(lambda variables, x, labels: discriminator.apply(variables, x, labels,
+                                                                    train=False))
+
+
+def pair_score(state: GANState, images, labels, *, discriminator, num_classes: int,
+               chunk: int = 256):
+    """D's score of (image, label) pairs [N] in evaluation mode (running BatchNorm
+    averages, no dropout): its logit, for 'acgan' s(x, y) (`pair_scores`)."""
+    labels = jnp.asarray(labels, jnp.int32)
+    apply, variables = _judge(discriminator), _variables(state.discriminator)
+    out = []
+    for i in range(0, labels.shape[0], chunk):
+        logits, class_logits = apply(variables, images[i:i + chunk], labels[i:i + chunk])
+        out.append(pair_scores(logits, class_logits, labels[i:i + chunk], num_classes))
+    return jnp.concatenate(out)
+
+
 def balanced_labels(num: int, num_classes: int):
     """0, 1, ..., K-1, 0, 1, ...: `num` labels with every class as often as possible."""
     return jnp.arange(num, dtype=jnp.int32) % num_classes
@@ -282,27 +324,35 @@ def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
     latent_dim = config.model.latent_dim
     loss = losses.get(config.loss)
     game = dict(generator=generator, discriminator=discriminator, loss=loss,
-                latent_dim=latent_dim, num_classes=num_classes, ac_weight=config.ac_weight)
+                latent_dim=latent_dim, num_classes=num_classes, ac_weight=config.ac_weight,
+                matching_weight=config.matching_weight)
     sample_fn = functools.partial(sample, generator=generator, latent_dim=latent_dim,
                                   num_classes=num_classes)
+    classes_fn = functools.partial(sample_classes, generator=generator, latent_dim=latent_dim)
+    score_fn = functools.partial(pair_score, discriminator=discriminator,
+                                 num_classes=num_classes)
     return Task(
         name="cgan",
         init=functools.partial(init, generator=generator, discriminator=discriminator,
                                g_tx=g_tx, d_tx=d_tx, latent_dim=latent_dim, channels=channels),
         train_step=functools.partial(
             train_step, d_steps=config.d_steps_per_g_step,
-            d_step=functools.partial(discriminator_step, d_tx=d_tx,
-                                     matching_weight=config.matching_weight, **game),
+            d_step=functools.partial(discriminator_step, d_tx=d_tx, **game),
             g_step=functools.partial(generator_step, g_tx=g_tx, ema_decay=config.ema_decay,
                                      **game)),
         visuals=functools.partial(visuals, generator=generator, latent_dim=latent_dim,
                                   num_classes=num_classes,
                                   columns=config.num_sample_images),
-        evaluators={"generative": Evaluation("generative", {"sample": sample_fn},
-                                             {"generator": "ema"})},
+        # The generative measurement plus label accuracy, intra-class FD, diversity
+        # within each class and D's matched-vs-mismatched AUC, in one eval/step_N.json.
+        evaluators={"conditional": Evaluation(
+            "conditional", {"sample_conditioned": classes_fn, "pair_score": score_fn},
+            {"generator": "ema"})},
         functions={"sample": sample_fn,
-                   "sample_classes": functools.partial(sample_classes, generator=generator,
-                                                       latent_dim=latent_dim),
+                   "sample_classes": classes_fn,
+                   # What `python -m genjax.sample --labels/--per_class` calls.
+                   "sample_conditioned": classes_fn,
+                   "pair_score": score_fn,
                    "generate": functools.partial(generate, generator=generator),
                    "latent_dim": latent_dim, "num_classes": num_classes},
     )

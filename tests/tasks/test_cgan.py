@@ -35,11 +35,22 @@ def _setup(conditioning="projection", matching_weight=0.5, ac_weight=1.0, loss="
                                matching_weight=matching_weight, ac_weight=ac_weight)
     g_step = functools.partial(cgan.generator_step, generator=g, discriminator=d, g_tx=g_tx,
                                loss=pair, latent_dim=LATENT, num_classes=K, ac_weight=ac_weight,
-                               ema_decay=0.999)
+                               ema_decay=0.999, matching_weight=matching_weight)
     step = functools.partial(cgan.train_step, d_steps=1, d_step=d_step, g_step=g_step)
     state = cgan.init(0, generator=g, discriminator=d, g_tx=g_tx, d_tx=d_tx, latent_dim=LATENT,
                       channels=1)
     return g_plain, d_plain, d_step, g_step, step, state
+
+
+def _sharpen(state):
+    """At initialisation the class head's logits are near 0, so log p_c(y|x) + log K is
+    near 0 and the pair score equals the adversarial logit; a class head 100 times
+    larger makes them differ, so that a test can tell which one a loss uses."""
+    if "classifier" not in state.discriminator.params:
+        return state
+    params = dict(state.discriminator.params)
+    params["classifier"] = jax.tree.map(lambda w: w * 1000.0, params["classifier"])
+    return state.replace(discriminator=state.discriminator.replace(params=params))
 
 
 def _judge(d, player, images, labels):
@@ -54,8 +65,10 @@ def _log_softmax(x):
     return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
 
 
-def _scores(logits, classes, labels):
-    if classes is None:
+def _scores(logits, classes, labels, weight=0.5):
+    """What the adversarial terms see: D's logit; for AC-GAN with the matching-aware term
+    the pair score a(x) + log p_c(y|x) + log K, and without it (vanilla AC-GAN) a(x)."""
+    if classes is None or weight == 0:
         return logits
     return logits + _log_softmax(classes)[np.arange(len(labels)), labels] + np.log(K)
 
@@ -69,8 +82,10 @@ def _softplus(x):
 def test_discriminator_loss_recomputed_by_hand(conditioning, weight):
     """d/loss = softplus(-s(x,y)) + w·softplus(s(x,y')) + (1-w)·softplus(s(G(z,y),y))
     [+ CE terms for AC-GAN], with every score recomputed outside the step from the
-    pre-update discriminator, the same noise and the same wrong labels."""
+    pre-update discriminator, the same noise and the same wrong labels. AC-GAN at w = 0
+    is Odena et al.'s: s = a(x), the unconditional adversarial logit, in every term."""
     g, d, d_step, _, _, s0 = _setup(conditioning, weight)
+    s0 = _sharpen(s0)
     batch = batches(1, global_batch=B)[0]
     key = jax.random.key(7)
     _, metrics = run(lambda s, b: d_step(s, b["image"], b["label"], key)[:2], s0, [batch], 1)
@@ -81,10 +96,10 @@ def test_discriminator_loss_recomputed_by_hand(conditioning, weight):
     shift = jax.random.randint(jax.random.fold_in(key, cgan._WRONG), (B,), 1, K, dtype=y.dtype)
     wrong = (y + np.asarray(shift)) % K
     assert not np.any(wrong == y)
-    real_s = _scores(*_judge(d, s0.discriminator, x, y), y)
+    real_s = _scores(*_judge(d, s0.discriminator, x, y), y, weight)
     fake_l, fake_c = _judge(d, s0.discriminator, fake, y)
-    fake_s = _scores(fake_l, fake_c, y)
-    wrong_s = _scores(*_judge(d, s0.discriminator, x, wrong), wrong)
+    fake_s = _scores(fake_l, fake_c, y, weight)
+    wrong_s = _scores(*_judge(d, s0.discriminator, x, wrong), wrong, weight)
     want = (np.mean(_softplus(-real_s)) + weight * np.mean(_softplus(wrong_s))
             + (1 - weight) * np.mean(_softplus(fake_s)))
     if conditioning == "acgan":
@@ -94,6 +109,29 @@ def test_discriminator_loss_recomputed_by_hand(conditioning, weight):
         np.testing.assert_allclose(metrics["d/class_loss"][0], ce(real_c) + ce(fake_c), rtol=1e-4)
     np.testing.assert_allclose(metrics["d/loss"][0], want, rtol=1e-4)
     assert ("d/loss_wrong" in metrics) == (weight > 0)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_acgan_generator_loss_recomputed_by_hand(weight):
+    """AC-GAN's g/loss: vanilla (w = 0) softplus(-a(G(z,y))) + CE(c(G(z,y)), y), the
+    adversarial logit not seeing the label; matching-aware (w > 0) softplus(-s(G(z,y), y))
+    with s = a + log p_c(y|x) + log K, plus the same CE."""
+    g, d, _, g_step, _, s0 = _setup("acgan", weight, ac_weight=0.7)
+    s0 = _sharpen(s0)
+    batch = batches(1, global_batch=B)[0]
+    key = jax.random.key(5)
+    _, metrics = run(lambda s, b: g_step(s, b["label"], key)[:2], s0, [batch], 1)
+    y = batch["label"]
+    z = jax.random.normal(jax.random.fold_in(key, cgan._NOISE), (B, LATENT))
+    fake, _ = g.apply({"params": s0.generator.params, "batch_stats": s0.generator.batch_stats},
+                      z, y, train=True, mutable=["batch_stats"])
+    a, c = _judge(d, s0.discriminator, fake, y)
+    log_p = _log_softmax(c)[np.arange(B), y]
+    assert np.abs(log_p + np.log(K)).mean() > 0.1  # the two scores differ
+    adversarial = a if weight == 0 else a + log_p + np.log(K)
+    want = np.mean(_softplus(-adversarial)) + 0.7 * -np.mean(log_p)
+    np.testing.assert_allclose(metrics["g/loss"][0], want, rtol=1e-4)
+    np.testing.assert_allclose(metrics["g/class_loss"][0], -np.mean(log_p), rtol=1e-4)
 
 
 class _SpyGenerator(ConditionalGenerator):
