@@ -11,6 +11,8 @@ evaluates a run's newest checkpoint with the evaluators its task declares and wr
   extractors    the networks that give the features (a genjax classifier by default)
   generative    the 'generative' and 'classification' measurements and their protocol
   autoencoding  the 'autoencoding' measurement (compression, features, likelihood)
+  conditional   the 'conditional' measurement (label accuracy and confusion, intra-class
+                FD, within-class diversity, D's matched-vs-mismatched AUC)
   evaluator     builds and runs a task's declared evaluators by name (`MEASURES`)
 """
 

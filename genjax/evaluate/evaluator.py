@@ -34,9 +34,10 @@ from genjax.run import load_run
 # -> result`, the result's `kind`, and `scalars(result)` and `table(result)`.
 MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
             "classification": "genjax.evaluate.generative:ClassifierEvaluator",
-            "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator"}
+            "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator",
+            "conditional": "genjax.evaluate.conditional:ConditionalEvaluator"}
 _KINDS = {"generative": "generative", "classification": "classification",
-          "autoencoder": "autoencoding"}  # a result's kind -> the measurement that made it
+          "autoencoder": "autoencoding", "conditional": "conditional"}  # a result's kind -> the measurement that made it
 
 
 def measurement(name: str):
