@@ -5,6 +5,16 @@
 writes N images (uint8, NHWC) as the array `images` of FILE.npz. The same seed and
 checkpoint give the same bytes. From a notebook: `genjax.sample_from_workdir(DIR, N, S)`
 (`genjax.run`, which this command line sits on).
+
+A conditional run (one whose task has `sample_conditioned`, e.g. configs/cgan.py) makes
+images of requested classes:
+
+    python -m genjax.sample --workdir=runs/cgan --per_class=100 --out=FILE.npz
+    python -m genjax.sample --workdir=runs/cgan --labels=3,3,7 --out=FILE.npz
+
+which also writes `labels` (int32 [N], the requested classes, in the images' order;
+--per_class gives 0, ..., 0, 1, ..., K-1). From a notebook:
+`genjax.run.sample_conditioned_from_workdir(DIR, labels=[3, 3, 7], seed=S)`.
 """
 
 from __future__ import annotations
@@ -18,6 +28,26 @@ from genjax.errors import GenjaxError
 from genjax.run import sample_from_workdir
 
 
+def _conditioned(FLAGS):
+    """(images, labels) for --labels / --per_class (a conditional run only)."""
+    from genjax.errors import ConfigError
+    from genjax.run import sample_conditioned_from_workdir
+
+    if FLAGS["num"].present:
+        raise ConfigError("--num does not go with --labels/--per_class: the number of "
+                          "images is the number of labels asked for. Drop --num.")
+    labels = None
+    if FLAGS.labels is not None:
+        try:
+            labels = [int(y) for y in FLAGS.labels]
+        except ValueError:
+            raise ConfigError(f"--labels must be integers separated by commas, e.g. "
+                              f"--labels=3,3,7; got {','.join(FLAGS.labels)!r}.") from None
+    return sample_conditioned_from_workdir(FLAGS.workdir, labels=labels,
+                                           per_class=FLAGS.per_class, seed=FLAGS.seed,
+                                           step=FLAGS.step)
+
+
 def main(argv=None) -> None:
     from absl import app, flags, logging
 
@@ -26,19 +56,29 @@ def main(argv=None) -> None:
     flags.DEFINE_integer("seed", 0, "Seed of the noise; same seed, same images.")
     flags.DEFINE_string("out", None, "Output .npz file (array 'images', uint8 NHWC).")
     flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.DEFINE_list("labels", None, "Conditional runs: the class of each image, e.g. "
+                      "3,3,7 (replaces --num).")
+    flags.DEFINE_integer("per_class", None, "Conditional runs: this many images of every "
+                         "class (replaces --num).")
     flags.mark_flags_as_required(["workdir", "out"])
     FLAGS = flags.FLAGS
 
     def run(_):
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
+        arrays = {}
         try:
-            images = sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.step)
+            if FLAGS.labels is not None or FLAGS.per_class is not None:
+                arrays["images"], arrays["labels"] = _conditioned(FLAGS)
+            else:
+                arrays["images"] = sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
+                                                       FLAGS.step)
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        images = arrays["images"]
         out = Path(FLAGS.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, images=images)
+        np.savez(out, **arrays)
         print(f"Wrote {images.shape[0]} images {images.shape[1:]} to {out}")
 
     app.run(run, argv)
