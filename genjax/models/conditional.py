@@ -1,7 +1,9 @@
 """Class-conditional DCGAN networks: G(z, y) and D(x, y) for labels y in 0..K-1.
 
 Generator (`ConditionalGenerator`): the label's learned embedding e(y) is joined to z,
-[z, e(y)] -> the DCGAN generator body. With `conditional_bn`, every BatchNorm also takes
+[z, e(y)] -> the DCGAN generator body. Labels are ints [N], or weights over the classes
+[N, K] (floats), which mix the classes' embeddings (and conditional-BN scales and
+shifts): Σ_k w_k e(k), for interpolating between classes at fixed z. With `conditional_bn`, every BatchNorm also takes
 a per-class scale and shift (conditional BatchNorm, de Vries et al. 2017; Miyato &
 Koyama 2018): BN(h) * (1 + γ(y)) + β(y), the statistics shared by all classes.
 
@@ -31,6 +33,14 @@ from genjax.models.dcgan import (_batch_norm, _init, discriminator_features,
 CONDITIONINGS = ("concat", "projection", "acgan")
 
 
+def embed(table: nn.Embed, labels: jnp.ndarray) -> jnp.ndarray:
+    """`table`'s rows of int labels [N], or for class weights [N, K] the weighted sum of
+    its rows (weights one-hot = the int label's row)."""
+    if labels.ndim == 2:
+        return labels.astype(jnp.float32) @ table.embedding
+    return table(labels)
+
+
 class ConditionalBatchNorm(nn.Module):
     """BatchNorm without its own affine part, then a per-class scale and shift:
     BN(h) * (1 + γ[y]) + β[y]; γ starts near 0 (N(0, 0.02), as DCGAN's BN scale starts
@@ -47,9 +57,10 @@ class ConditionalBatchNorm(nn.Module):
         h = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
                          axis_name=self.axis_name if self.train else None, use_scale=False,
                          use_bias=False, dtype=self.dtype)(h)
-        gamma = nn.Embed(self.num_classes, channels, embedding_init=_init, name="gamma")(labels)
-        beta = nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.zeros,
-                        name="beta")(labels)
+        gamma = embed(nn.Embed(self.num_classes, channels, embedding_init=_init, name="gamma"),
+                      labels)
+        beta = embed(nn.Embed(self.num_classes, channels, embedding_init=nn.initializers.zeros,
+                              name="beta"), labels)
         shape = (h.shape[0],) + (1,) * (h.ndim - 2) + (channels,)
         return h * (1.0 + gamma.reshape(shape)) + beta.reshape(shape)
 
@@ -67,9 +78,9 @@ class ConditionalGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, labels: jnp.ndarray, train: bool = True) -> jnp.ndarray:
-        assert labels.shape == z.shape[:1], (labels.shape, z.shape)
-        embedding = nn.Embed(self.num_classes, self.embed_dim, embedding_init=_init,
-                             name="label_embedding")(labels)
+        assert labels.shape[:1] == z.shape[:1], (labels.shape, z.shape)
+        embedding = embed(nn.Embed(self.num_classes, self.embed_dim, embedding_init=_init,
+                                   name="label_embedding"), labels)
         x = jnp.concatenate([z, embedding.astype(z.dtype)], axis=-1)
         if self.conditional_bn:
             def norm(h):

@@ -254,8 +254,10 @@ def _generate(generator):
 def generate(state: GANState, z, labels, *, generator, chunk: int = 256, which: str = "ema"):
     """Images of latent codes `z` [N, latent_dim] and classes `labels` [N] from the EMA
     generator (or `which='raw'`) in evaluation mode (each image depends on its own code
-    and label only)."""
-    labels = jnp.asarray(labels, jnp.int32)
+    and label only). `labels` may also be class weights [N, K] (floats), which mix the
+    classes' embeddings (`class_interpolation`)."""
+    labels = jnp.asarray(labels)
+    labels = labels.astype(jnp.float32 if labels.ndim == 2 else jnp.int32)
     apply, variables = _generate(generator), gan.generator_variables(state, which)
     return jnp.concatenate([apply(variables, z[i:i + chunk], labels[i:i + chunk])
                             for i in range(0, z.shape[0], chunk)])
@@ -287,6 +289,19 @@ def pair_score(state: GANState, images, labels, *, discriminator, num_classes: i
         logits, class_logits = apply(variables, images[i:i + chunk], labels[i:i + chunk])
         out.append(pair_scores(logits, class_logits, labels[i:i + chunk], num_classes))
     return jnp.concatenate(out)
+
+
+def class_interpolation(state: GANState, z, start: int, end: int, steps: int, *,
+                        generator, num_classes: int, which: str = "ema"):
+    """For each code in `z` [M, latent_dim], `steps` images from class `start` to class
+    `end` at that fixed code: the label embedding (and conditional-BN scale and shift)
+    moves linearly, (1 - t)·e(start) + t·e(end) for t = 0, 1/(steps-1), ..., 1. Images
+    [M * steps], row by row; t = 0 and t = 1 are exactly `generate` of the two classes."""
+    t = jnp.linspace(0.0, 1.0, steps)[:, None]
+    eye = jnp.eye(num_classes)
+    weights = jnp.tile((1.0 - t) * eye[start] + t * eye[end], (z.shape[0], 1))
+    return generate(state, jnp.repeat(jnp.asarray(z), steps, axis=0), weights,
+                    generator=generator, which=which)
 
 
 def balanced_labels(num: int, num_classes: int):
@@ -353,6 +368,8 @@ def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
                    # What `python -m genjax.sample --labels/--per_class` calls.
                    "sample_conditioned": classes_fn,
                    "pair_score": score_fn,
+                   "class_interpolation": functools.partial(
+                       class_interpolation, generator=generator, num_classes=num_classes),
                    "generate": functools.partial(generate, generator=generator),
                    "latent_dim": latent_dim, "num_classes": num_classes},
     )

@@ -218,3 +218,31 @@ def test_sample_makes_the_requested_classes_deterministically():
     z = jax.random.normal(jax.random.key(1), (4, LATENT))
     other = cgan.generate(s0, z, (labels + 1) % K, generator=g)
     assert not np.allclose(a, other)
+
+
+@pytest.mark.parametrize("conditional_bn", [False, True])
+def test_class_interpolation_mixes_the_label_embeddings(conditional_bn):
+    """Its ends are exactly the two classes' images; its middle is G with the averaged
+    embedding (and conditional-BN scale and shift), recomputed by swapping that average
+    into the tables of a class the interpolation does not use."""
+    g = ConditionalGenerator(image_size=8, channels=1, num_classes=K, width=4, embed_dim=4,
+                             conditional_bn=conditional_bn)
+    v = g.init(jax.random.key(0), jnp.zeros((2, LATENT)), jnp.zeros((2,), jnp.int32),
+               train=False)
+    v = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape), v)
+    state = type("S", (), {"ema": v})()
+    z = jax.random.normal(jax.random.key(2), (2, LATENT))
+    out = cgan.class_interpolation(state, z, 3, 7, 3, generator=g, num_classes=K)
+    assert out.shape == (6, 8, 8, 1)
+    np.testing.assert_allclose(out[0::3], cgan.generate(state, z, [3, 3], generator=g),
+                               atol=1e-5)
+    np.testing.assert_allclose(out[2::3], cgan.generate(state, z, [7, 7], generator=g),
+                               atol=1e-5)
+
+    def averaged(tree):  # row 0 of every class table := mean of rows 3 and 7
+        return jax.tree.map(lambda x: x.at[0].set((x[3] + x[7]) / 2)
+                            if x.ndim == 2 and x.shape[0] == K else x, tree)
+    v_mid = {"params": averaged(v["params"]), "batch_stats": v["batch_stats"]}
+    mid = cgan.generate(type("S", (), {"ema": v_mid})(), z, [0, 0], generator=g)
+    np.testing.assert_allclose(out[1::3], mid, atol=1e-5)
+    assert not np.allclose(out[1::3], out[0::3], atol=1e-3)
