@@ -10,6 +10,12 @@ per column. Other conditionings: --config.model.conditioning=concat|acgan; the
 matching-aware term off: --config.matching_weight=0. Real datasets by name, e.g.
 --config.dataset.name=mnist --config.image_size=32 (prepare them first, see the README).
 
+Digits on demand: python -m genjax.sample --workdir=runs/cgan --per_class=100 --out=FILE.npz
+(or --labels=3,3,7). Measured by python -m genjax.evaluate --workdir=runs/cgan (after
+training runs/classifier_digits, configs/classifier.py): label accuracy 0.999, FD 3.5
+(floor 1.1), intra-class FD 8.1 (floor 4.8), diversity within a class 0.74 (floor 0.88),
+D's matched-vs-mismatched AUC 0.997; 4-9 minutes on 2 shared CPU cores.
+
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
