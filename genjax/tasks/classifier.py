@@ -52,6 +52,25 @@ def defaults() -> ml_collections.ConfigDict:
     return c
 
 
+def evaluation_recipe() -> ml_collections.ConfigDict:
+    """The evaluation classifier of the embedded digits (`configs/classifier.py`): 1,000
+    steps of batch 64 at 16x16, about 40 s on 2 CPU cores, 99-100% test accuracy. Also
+    what `genjax.evaluate` trains by itself where the default classifier is missing
+    (`genjax.evaluate.extractors.classifier_config`)."""
+    c = defaults()
+    c.dataset.name = "digits"
+    c.image_size = 16
+    c.num_train_steps = 1000
+    c.batch_size = 64
+    c.eval_every_steps = 500
+    c.checkpoint_every_steps = 500
+    c.model.width = 32
+    c.model.feature_dim = 128
+    c.model.dropout = 0.3
+    c.learning_rate = 2e-3
+    return c
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """The classifier's own checks (after the generic ones)."""
     config_lib.require_positive(c, ("model.width", "model.num_stages", "model.feature_dim"))
