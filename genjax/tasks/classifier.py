@@ -57,18 +57,18 @@ def evaluation_recipe() -> ml_collections.ConfigDict:
     steps of batch 64 at 16x16, about 40 s on 2 CPU cores, 99-100% test accuracy. Also
     what `genjax.evaluate` trains by itself where the default classifier is missing
     (`genjax.evaluate.extractors.classifier_config`)."""
-    c = defaults()
-    c.dataset.name = "digits"
-    c.image_size = 16
-    c.num_train_steps = 1000
-    c.batch_size = 64
-    c.eval_every_steps = 500
-    c.checkpoint_every_steps = 500
-    c.model.width = 32
-    c.model.feature_dim = 128
-    c.model.dropout = 0.3
-    c.learning_rate = 2e-3
-    return c
+    recipe = defaults()
+    recipe.dataset.name = "digits"
+    recipe.image_size = 16
+    recipe.num_train_steps = 1000
+    recipe.batch_size = 64
+    recipe.eval_every_steps = 500
+    recipe.checkpoint_every_steps = 500
+    recipe.model.width = 32
+    recipe.model.feature_dim = 128
+    recipe.model.dropout = 0.3
+    recipe.learning_rate = 2e-3
+    return recipe
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
