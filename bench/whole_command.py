@@ -137,6 +137,12 @@ def timed_run(command: list[str], env: dict, steps: int, log: Path) -> dict:
             "cpu_s": used, "foreign": foreign}
 
 
+def _flat(config) -> dict:
+    from genjax import config as config_lib
+
+    return config_lib.flatten(config)
+
+
 def _spread(values) -> str:
     return (f"{min(values):8.2f} {statistics.median(values):8.2f} {max(values):8.2f}")
 
@@ -176,6 +182,15 @@ def main(argv) -> None:
                          "and pillow, e.g. python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/"
                          "pip install torch numpy pillow, then --torch_python=/tmp/torchenv/bin/"
                          "python.")
+    from genjax.tasks import gan
+
+    given, plain = _flat(config), _flat(gan.defaults())
+    unmirrored = [f"{k}={given[k]!r}" for k in ("augment", "r1_weight", "model.d_norm", "loss",
+                                                 "d_steps_per_g_step")
+                  if k in given and k in plain and given[k] != plain[k]]
+    if unmirrored:
+        print("note: the torch side is a plain DCGAN; it does not mirror "
+              + ", ".join(unmirrored), flush=True)
     root = Path(FLAGS.workroot or tempfile.mkdtemp(prefix="whole_command_"))
     root.mkdir(parents=True, exist_ok=True)
     steps = FLAGS.steps
