@@ -17,6 +17,10 @@ samples/step_<N>.png.
 What it does when things go wrong (the tests in tests/test_reliability.py prove each):
 - A bad config, an unknown or unprepared dataset, or a workdir whose checkpoints have
   other shapes fail before anything is written.
+- With `eval_every_steps` on, a missing default evaluation classifier
+  (runs/classifier_<dataset>) is trained first, as `python -m genjax.evaluate` does; a
+  classifier the config names (eval.classifier_workdir) that is missing fails before
+  anything is written.
 - Restoring takes the newest checkpoint that reads back. Newer ones that do not are
   moved to `<workdir>/checkpoints_corrupt/<step>-<time>` with a warning, never deleted;
   if none reads back, it stops and changes nothing (it never silently starts afresh).
