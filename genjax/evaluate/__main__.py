@@ -6,7 +6,10 @@ Runs the evaluators the run's task declares (genjax.evaluate.evaluator). A GAN r
 images of the EMA generator (eval-mode BatchNorm) against the real images of the
 config's eval.split, beside real training images against the same reference
 (the floor); the features come from the genjax classifier in --extractor_workdir, by
-default the config's eval.classifier_workdir or runs/classifier_<dataset>. A classifier
+default the config's eval.classifier_workdir or runs/classifier_<dataset>. That last
+one, when it is missing, is trained there first with configs/classifier.py's recipe (about
+40 s for the digits, once; it says so and where); a classifier named by the flag or the
+config that is missing is an error (exit 2) that says how to train it. A classifier
 run: its accuracy on eval.split. An autoencoder or VAE run: compression, features,
 likelihood and sample quality (genjax.evaluate.autoencoding). Writes
 <workdir>/eval/step_<N>.json and prints a table.
@@ -27,7 +30,7 @@ def main(argv=None) -> None:
                          "(default: the config's eval.seed).")
     flags.DEFINE_string("extractor_workdir", None, "A genjax classifier run whose features "
                         "the metrics use (default: eval.classifier_workdir or "
-                        "runs/classifier_<dataset>).")
+                        "runs/classifier_<dataset>, trained there first if missing).")
     flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "Which generator weights.")
     flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
     flags.mark_flags_as_required(["workdir"])
@@ -37,11 +40,13 @@ def main(argv=None) -> None:
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
         from genjax.errors import GenjaxError
         from genjax.evaluate.evaluator import evaluate_workdir, table
+        from genjax.loop import train_evaluation_classifier
 
         try:
             result = evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
                                       extractor_workdir=FLAGS.extractor_workdir,
-                                      step=FLAGS.step, generator=FLAGS.generator)
+                                      step=FLAGS.step, generator=FLAGS.generator,
+                                      train_classifier=train_evaluation_classifier)
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
