@@ -124,7 +124,10 @@ def evaluate(args) -> None:
                         continue
                     r = evaluate_workdir(workdir, num=args.num, seed=0, extractor=extractor,
                                          step=step, generator=which, write=False)
-                    results[key] = {k: r[k] for k in ("fd", "precision", "recall", "is")}
+                    results[key] = {k: r["generated"][k]
+                                    for k in ("fd", "precision", "recall", "is")}
+                    results[key]["eval_seconds"] = r["seconds"]
+                    results.setdefault("floor", {k: r["floor"][k] for k in ("fd", "recall")})
                     print(key, {k: round(v, 3) for k, v in results[key].items()}, flush=True)
                     path.write_text(json.dumps(results, indent=1))
 
@@ -167,6 +170,7 @@ def report(args) -> None:
     quality = json.loads((args.out / "quality.json").read_text())
     timing = json.loads((args.out / "timing.json").read_text())
     curves = {}  # (recipe, which) -> {seed: [(seconds, step, fd)]}
+    floor = quality.pop("floor", None)
     for key, r in quality.items():
         name, seed, step, which = key.split("/")
         if name not in timing:
