@@ -53,10 +53,12 @@ def _resolve_step(checkpoints: Checkpoints, workdir: Path, step: int | str | Non
         if best is None:
             raise CheckpointError(
                 f"{workdir} has no best checkpoint: none of its checkpoints (steps "
-                f"{steps}) was saved after an evaluation, because the run trained with "
-                "eval_every_steps=0 (or with a genjax that did not keep the best). To keep "
-                "the best, train with evaluation on, e.g. --config.eval_every_steps=500 "
-                "(resuming this workdir works); for now take --checkpoint=latest or a step.")
+                f"{steps}) was saved after an evaluation, as happens when a run trains with "
+                "eval_every_steps=0 (the default) or was trained by a genjax that did not "
+                "keep the best. To keep the best, train with evaluation on, e.g. "
+                "--config.eval_every_steps=500 (running the same command with it resumes "
+                "this workdir and keeps the best of the steps evaluated from then on); for "
+                "now, take --checkpoint=latest or one of those steps.")
         return best["step"]
     if int(step) not in steps:
         raise CheckpointError(f"{workdir}/checkpoints has no step {step!r}; it holds steps "
