@@ -89,7 +89,7 @@ def _check_workdir_config(workdir: Path, config) -> None:
     if not path.exists():
         return
     try:
-        old = ml_collections.ConfigDict(json.loads(path.read_text()))
+        old = tasks.complete(ml_collections.ConfigDict(json.loads(path.read_text())))
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not readable JSON ({e}). Restore it from the run "
                               "that created this workdir, or use a new --workdir.") from e

@@ -74,7 +74,7 @@ def load_run(workdir, step: int | str | None = None):
     if not config_path.exists():
         raise CheckpointError(f"{workdir} has no config.json: it is not a genjax workdir. "
                               "Pass the --workdir that train.py used.")
-    config = config_lib.from_json(config_path.read_text())
+    config = tasks.complete(config_lib.from_json(config_path.read_text()))
     tasks.validate(config)
     checkpoints = Checkpoints(workdir / "checkpoints", read_only=True)
     try:

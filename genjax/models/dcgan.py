@@ -5,6 +5,8 @@ Generator:      z -> Dense -> 4x4x(w·2^(k-1)) -> [UpConv 4x4/2 -> BN -> ReLU] x
                   -> UpConv 4x4/2 -> tanh          (k = log2(size) - 2 up-samplings)
 Discriminator:  x -> DownConv 4x4/2 -> LeakyReLU(0.2) -> [DownConv 4x4/2 -> BN -> LeakyReLU]
                   x (k-1) -> Dense -> one logit     (optional Dropout after each block)
+                (norm='spectral': every DownConv and the Dense spectrally normalised
+                 (Miyato et al. 2018), no BatchNorm; norm='none': neither)
 
 The 4x4 stride-2 (de)convolutions come from `genjax.nn`, whose 'phase' implementation
 runs only stride-1 convolutions (fast on XLA:CPU) with the same parameters and outputs
@@ -64,18 +66,34 @@ def generator_body(x: jnp.ndarray, *, image_size: int, channels: int, width: int
     return h
 
 
+D_NORMS = ("batch", "spectral", "none")  # the discriminator's normalisation (model.d_norm)
+
+
+def spectral(layer: nn.Module, train: bool) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """`layer` with its kernel divided by its largest singular value, estimated by one
+    power iteration per call from a vector kept in 'batch_stats' (updated in training
+    only; flax's SpectralNorm, as in SNGAN: a conv kernel is the matrix
+    [kh·kw·Cin, Cout])."""
+    return lambda h: nn.SpectralNorm(layer)(h, update_stats=train)
+
+
 def discriminator_features(x: jnp.ndarray, *, image_size: int, width: int, dropout: float,
                            train: bool, conv_impl: str, dtype: Any,
-                           norm: Callable[[jnp.ndarray], jnp.ndarray]) -> jnp.ndarray:
+                           norm: Callable[[jnp.ndarray], jnp.ndarray],
+                           spectral_norm: bool = False, hidden_bias: bool = False
+                           ) -> jnp.ndarray:
     """The DCGAN discriminator's convolutional body: images [N, S, S, C] to its last
-    feature map [N, 4, 4, width·2^(k-1)]. Call it inside a compact method."""
+    feature map [N, 4, 4, width·2^(k-1)]. Call it inside a compact method.
+    `spectral_norm`: each DownConv spectrally normalised (`spectral`); `hidden_bias`:
+    the layers after the first have biases (when `norm` is not a BatchNorm)."""
     k = num_doublings(image_size)
     assert x.shape[1:3] == (image_size, image_size), x.shape
     features = width
     for i in range(k):
         # No normalisation on the first block, as in DCGAN: it would erase the
         # image's own mean and scale, which the discriminator needs to see.
-        x = DownConv(features, use_bias=i == 0, impl=conv_impl, dtype=dtype)(x)
+        conv = DownConv(features, use_bias=i == 0 or hidden_bias, impl=conv_impl, dtype=dtype)
+        x = spectral(conv, train)(x) if spectral_norm else conv(x)
         if i > 0:
             x = norm(x)
         x = nn.leaky_relu(x, 0.2)
@@ -101,6 +119,16 @@ class Generator(nn.Module):
             norm=lambda h: _batch_norm(train, self.bn_axis_name, self.dtype)(h))
 
 
+def discriminator_norm(norm: str, train: bool, axis_name: str | None, dtype: Any):
+    """The hidden layers' normalisation for `norm` in D_NORMS ('spectral' and 'none':
+    identity; the spectral normalisation wraps the layers themselves)."""
+    if norm not in D_NORMS:
+        raise ValueError(f"norm must be one of {D_NORMS}, got {norm!r}.")
+    if norm == "batch":
+        return lambda h: _batch_norm(train, axis_name, dtype)(h)
+    return lambda h: h
+
+
 class Discriminator(nn.Module):
     image_size: int
     width: int = 32
@@ -108,12 +136,18 @@ class Discriminator(nn.Module):
     conv_impl: str = "phase"
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    norm: str = "batch"  # one of D_NORMS
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = True) -> jnp.ndarray:
+        spectral_norm = self.norm == "spectral"
         h = discriminator_features(
             x, image_size=self.image_size, width=self.width, dropout=self.dropout,
             train=train, conv_impl=self.conv_impl, dtype=self.dtype,
-            norm=lambda h: _batch_norm(train, self.bn_axis_name, self.dtype)(h))
-        logit = nn.Dense(1, kernel_init=_init, dtype=self.dtype)(h.reshape(h.shape[0], -1))
+            norm=discriminator_norm(self.norm, train, self.bn_axis_name, self.dtype),
+            spectral_norm=spectral_norm, hidden_bias=self.norm != "batch")
+        head = nn.Dense(1, kernel_init=_init, dtype=self.dtype)
+        if spectral_norm:
+            head = spectral(head, train)
+        logit = head(h.reshape(h.shape[0], -1))
         return logit[:, 0].astype(jnp.float32)

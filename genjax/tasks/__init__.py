@@ -109,6 +109,18 @@ def defaults(name: str):
     return module(name).defaults()
 
 
+def complete(config):
+    """A saved config (a workdir's config.json) with the fields this version of its task
+    added since the run was written, at their defaults (each new field's default keeps
+    the behaviour the run was trained with). A config of an unknown task is returned
+    as it is, for `validate` to report."""
+    if "task" not in config or config.task not in available():
+        return config
+    full = defaults(config.task)
+    full.update(config)
+    return full
+
+
 def data_spec(config):
     return module(config.task).data_spec(config)
 

@@ -70,6 +70,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
                        f"must be in [0, 1] (0 = off, 0.5 = GAN-CLS), got {c.matching_weight}.")
     config_lib.require(c.ac_weight >= 0, "Config field 'ac_weight' must be 0 or positive, "
                        f"got {c.ac_weight}.")
+    for name, off in (("augment", ""), ("r1_weight", 0.0), ("model.d_norm", "batch")):
+        config_lib.require(config_lib.value(c, name) == off, (
+            f"Config field {name!r} is {config_lib.value(c, name)!r}, but the conditional "
+            f"GAN does not apply it yet; leave it at {off!r} (the unconditional GAN, "
+            "configs/dcgan.py, has it)."))
 
 
 def data_spec(config: ml_collections.ConfigDict):

@@ -24,16 +24,17 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import augment
 from genjax import config as config_lib
 from genjax import losses, parallel
-from genjax.models.dcgan import Discriminator, Generator
+from genjax.models.dcgan import D_NORMS, Discriminator, Generator
 from genjax.state import Player, finish_step, init_player, update_player
 from genjax.tasks import Evaluation, Task
 
 GAN_LOSSES = tuple(losses.GAN_LOSSES)
 GENERATORS = ("ema", "raw")  # which generator weights `sample` and `generate` use
 # Fields whose change changes the state's shapes (besides config.SHARED_SHAPE_FIELDS).
-SHAPE_FIELDS = ("model.latent_dim", "model.g_width", "model.d_width")
+SHAPE_FIELDS = ("model.latent_dim", "model.g_width", "model.d_width", "model.d_norm")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -49,6 +50,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.g_width = 32  # Channels of the generator's last hidden layer (doubling inwards).
     c.model.d_width = 32  # Channels of the discriminator's first layer (doubling inwards).
     c.model.d_dropout = 0.0  # Dropout rate after each discriminator block (training only).
+    # The discriminator's normalisation: 'batch' (DCGAN), 'spectral' (every layer
+    # spectrally normalised, no BatchNorm: SNGAN) or 'none'.
+    c.model.d_norm = "batch"
     c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
     c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
 
@@ -59,6 +63,13 @@ def defaults() -> ml_collections.ConfigDict:
     c.adam_b1 = 0.5  # Adam beta1 (0.5 as in DCGAN).
     c.adam_b2 = 0.999  # Adam beta2.
     c.ema_decay = 0.999  # EMA of the generator's weights; samples come from the EMA copy.
+    # DiffAugment (Zhao et al. 2020) of every image the discriminator sees, real and
+    # generated, in both players' updates: a comma-separated subset of 'color',
+    # 'translation', 'cutout' (genjax.augment); '' = none.
+    c.augment = ""
+    # R1 penalty (Mescheder et al. 2018) on real images: r1_weight/2 · E||grad_x D(x)||^2
+    # added to the discriminator's loss; 0 = off.
+    c.r1_weight = 0.0
 
     c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
     c.eval.split = "test"  # Real images the generated ones are compared with.
@@ -78,6 +89,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     config_lib.require_choice(c, "model.conv_impl", config_lib.CONV_IMPLS)
     config_lib.require_choice(c, "model.dtype", config_lib.DTYPES)
     config_lib.require_rate(c, "model.d_dropout")
+    config_lib.require_choice(c, "model.d_norm", D_NORMS)
+    try:
+        augment.parse(c.augment)
+    except ValueError as error:
+        raise config_lib.ConfigError(f"Config field 'augment': {error}") from None
+    config_lib.require(c.r1_weight >= 0, "Config field 'r1_weight' must be 0 (off) or "
+                       f"positive, got {c.r1_weight}.")
     config_lib.require(0.0 <= c.ema_decay < 1.0,
                        f"Config field 'ema_decay' must be in [0, 1), got {c.ema_decay}.")
     for name in ("g_learning_rate", "d_learning_rate"):
@@ -107,7 +125,7 @@ class GANState:
     nonfinite_streak: jnp.ndarray  # int32: consecutive iterations with a skipped update.
 
 # Purposes of the per-step key, folded in so that each draw has its own stream.
-_NOISE, _DROPOUT = 0, 1
+_NOISE, _DROPOUT, _AUGMENT = 0, 1, 2
 
 
 def build_models(config: ml_collections.ConfigDict, channels: int):
@@ -118,7 +136,8 @@ def build_models(config: ml_collections.ConfigDict, channels: int):
     discriminator = Discriminator(image_size=config.image_size, width=config.model.d_width,
                                   dropout=config.model.d_dropout,
                                   conv_impl=config.model.conv_impl,
-                                  bn_axis_name=parallel.AXIS, dtype=dtype)
+                                  bn_axis_name=parallel.AXIS, dtype=dtype,
+                                  norm=config.model.d_norm)
     return generator, discriminator
 
 
@@ -153,7 +172,7 @@ def _variables(player: Player) -> dict:
 
 def discriminator_step(state: GANState, real: jnp.ndarray, key: jax.Array, *,
                        generator, discriminator, d_tx, loss: losses.GANLoss,
-                       latent_dim: int):
+                       latent_dim: int, policy: tuple[str, ...] = (), r1_weight: float = 0.0):
     z = parallel.global_normal(jax.random.fold_in(key, _NOISE), (real.shape[0], latent_dim))
     # The generator runs in training mode (batch statistics), as in the generator step,
     # but its updated statistics are discarded: this step changes the discriminator only.
@@ -161,12 +180,29 @@ def discriminator_step(state: GANState, real: jnp.ndarray, key: jax.Array, *,
                               mutable=["batch_stats"])
     fake = jax.lax.stop_gradient(fake)
     real_key, fake_key = jax.random.split(parallel.device_key(jax.random.fold_in(key, _DROPOUT)))
+    if policy:  # the same transformations for real and fake, each image its own draw
+        aug_real, aug_fake = jax.random.split(
+            parallel.device_key(jax.random.fold_in(key, _AUGMENT)))
+        real = augment.augment(real, aug_real, policy)
+        fake = augment.augment(fake, aug_fake, policy)
 
     def loss_fn(params):
         stats = state.discriminator.batch_stats
-        real_logits, upd = discriminator.apply({"params": params, "batch_stats": stats}, real,
-                                               train=True, mutable=["batch_stats"],
-                                               rngs={"dropout": real_key})
+
+        def judge_real(images):
+            logits, upd = discriminator.apply({"params": params, "batch_stats": stats}, images,
+                                              train=True, mutable=["batch_stats"],
+                                              rngs={"dropout": real_key})
+            return logits.sum(), (logits, upd)
+
+        if r1_weight:
+            # The gradient of D's real logits with respect to the images it saw (through
+            # this device's batch statistics when D has BatchNorm).
+            (_, (real_logits, upd)), grad = jax.value_and_grad(judge_real, has_aux=True)(real)
+            r1 = jnp.mean(jnp.sum(jnp.square(grad), axis=(1, 2, 3)))
+        else:
+            _, (real_logits, upd) = judge_real(real)
+            r1 = jnp.zeros(())
         fake_logits, upd = discriminator.apply({"params": params, **upd}, fake, train=True,
                                                mutable=["batch_stats"],
                                                rngs={"dropout": fake_key})
@@ -174,7 +210,9 @@ def discriminator_step(state: GANState, real: jnp.ndarray, key: jax.Array, *,
         aux = {"d/loss_real": on_real, "d/loss_fake": on_fake,
                "d/real_prob": jnp.mean(jax.nn.sigmoid(real_logits)),
                "d/fake_prob": jnp.mean(jax.nn.sigmoid(fake_logits))}
-        return total, (upd["batch_stats"], aux)
+        if r1_weight:
+            aux["d/r1"] = r1
+        return total + 0.5 * r1_weight * r1, (upd["batch_stats"], aux)
 
     player, d_loss, aux, finite = update_player(state.discriminator, d_tx, loss_fn)
     return state.replace(discriminator=player), {"d/loss": d_loss, **aux}, finite
@@ -182,14 +220,17 @@ def discriminator_step(state: GANState, real: jnp.ndarray, key: jax.Array, *,
 
 def generator_step(state: GANState, key: jax.Array, per_device_batch: int, *,
                    generator, discriminator, g_tx, loss: losses.GANLoss, latent_dim: int,
-                   ema_decay: float):
+                   ema_decay: float, policy: tuple[str, ...] = ()):
     z = parallel.global_normal(jax.random.fold_in(key, _NOISE), (per_device_batch, latent_dim))
     dropout_key = parallel.device_key(jax.random.fold_in(key, _DROPOUT))
+    augment_key = parallel.device_key(jax.random.fold_in(key, _AUGMENT))
     d_vars = _variables(state.discriminator)
 
     def loss_fn(params):
         fake, upd = generator.apply({"params": params, "batch_stats": state.generator.batch_stats},
                                     z, train=True, mutable=["batch_stats"])
+        if policy:  # differentiable: the generator learns through the transformations
+            fake = augment.augment(fake, augment_key, policy)
         # The discriminator judges in training mode; its statistics' update is dropped
         # and its parameters are constants here, so only the generator is differentiated.
         logits, _ = discriminator.apply(d_vars, fake, train=True, mutable=["batch_stats"],
@@ -280,6 +321,7 @@ def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
     g_tx, d_tx = build_optimizers(config)
     latent_dim = config.model.latent_dim
     loss = losses.get(config.loss)
+    policy = augment.parse(config.augment)
     sample_fn = functools.partial(sample, generator=generator, latent_dim=latent_dim)
     return Task(
         name="gan",
@@ -289,10 +331,12 @@ def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
             train_step, d_steps=config.d_steps_per_g_step,
             d_step=functools.partial(discriminator_step, generator=generator,
                                      discriminator=discriminator, d_tx=d_tx, loss=loss,
-                                     latent_dim=latent_dim),
+                                     latent_dim=latent_dim, policy=policy,
+                                     r1_weight=config.r1_weight),
             g_step=functools.partial(generator_step, generator=generator,
                                      discriminator=discriminator, g_tx=g_tx, loss=loss,
-                                     latent_dim=latent_dim, ema_decay=config.ema_decay)),
+                                     latent_dim=latent_dim, ema_decay=config.ema_decay,
+                                     policy=policy)),
         visuals=functools.partial(visuals, sample_fn=sample_fn, num=config.num_sample_images),
         evaluators={"generative": Evaluation("generative", {"sample": sample_fn},
                                              {"generator": "ema"})},

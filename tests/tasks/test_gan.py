@@ -354,3 +354,112 @@ def test_sample_is_deterministic_and_in_range():
     np.testing.assert_allclose(a, c, atol=1e-6)
     # Another key gives other images.
     assert not np.array_equal(a, task.sample(state, jax.random.key(4), 5))
+
+
+# ------------------------------------------------- remedies for small data
+
+
+def test_augmentation_reaches_every_image_the_discriminator_sees(monkeypatch):
+    """With the transformation replaced by one that blanks its images, D must judge
+    blank images on both sides of its update (so real and fake look alike to it) and in
+    the generator's update: augmenting only the real images, or only in D's update,
+    breaks the equalities."""
+    import jax.numpy as jnp
+
+    from genjax import augment
+
+    calls = []
+
+    def blank(x, key, policy):
+        calls.append(policy)
+        return jnp.zeros_like(x)
+
+    monkeypatch.setattr(augment, "augment", blank)
+    config = tiny_config(augment="translation,cutout", d_learning_rate=1e-2)
+    task = tasks.make(config, META)
+    s0 = task.init(0)
+    s1, metrics = run(task.train_step, s0, images(), 1)
+    assert calls and all(p == ("translation", "cutout") for p in calls)
+    np.testing.assert_array_equal(metrics["d/real_prob"], metrics["d/fake_prob"])
+    _, d = _networks(config)
+    zeros = np.zeros((16, SIZE, SIZE, 1), np.float32)
+    after = _logits(d, s1.discriminator.params, s0.discriminator.batch_stats, zeros)
+    np.testing.assert_allclose(metrics["g/fake_prob"][0], np.mean(1 / (1 + np.exp(-after))),
+                               rtol=1e-5)
+
+
+def test_r1_penalty_is_the_squared_input_gradient_of_d_on_real_images():
+    """d/r1 against central finite differences of D's summed real logits (train mode,
+    as in the step), and d/loss = the named loss + r1_weight / 2 · d/r1."""
+    gamma = 3.0
+    config = tiny_config(r1_weight=gamma)
+    task = tasks.make(config, META)
+    s0 = task.init(0)
+    real = images()[0]["image"][:4]
+    _, metrics = run(task.train_step, s0, [{"image": real}], 1)
+
+    _, d = _networks(config)
+    variables = {"params": s0.discriminator.params, "batch_stats": s0.discriminator.batch_stats}
+    total = jax.jit(jax.vmap(lambda x: d.apply(variables, x, train=True,
+                                               mutable=["batch_stats"])[0].sum()))
+    eps = 1e-2
+    basis = np.eye(real.size, dtype=np.float32).reshape(-1, *real.shape) * eps
+    diffs = []
+    for chunk in range(0, len(basis), 256):
+        b = basis[chunk:chunk + 256]
+        diffs.append((np.asarray(total(real + b), np.float64)
+                      - np.asarray(total(real - b), np.float64)) / (2 * eps))
+    grad = np.concatenate(diffs).reshape(real.shape)
+    r1 = np.mean(np.sum(grad ** 2, axis=(1, 2, 3)))
+    np.testing.assert_allclose(metrics["d/r1"][0], r1, rtol=2e-2)
+    by_hand = _d_loss_by_hand(config, s0, s0.discriminator.params, real, 0)
+    np.testing.assert_allclose(metrics["d/loss"][0], by_hand + gamma / 2 * r1, rtol=2e-3)
+
+
+def test_spectral_discriminator_is_the_plain_one_with_kernels_over_their_top_singular_value():
+    """After enough power iterations (one per training-mode call), D with d_norm='spectral'
+    computes exactly D without normalisation whose every kernel, as the matrix
+    [kh·kw·Cin, Cout], is divided by its largest singular value (numpy's SVD)."""
+    spectral = Discriminator(image_size=SIZE, width=4, norm="spectral")
+    plain = Discriminator(image_size=SIZE, width=4, norm="none")
+    x = images()[0]["image"]
+    variables = spectral.init(jax.random.key(0), x, train=False)
+    params = variables["params"]
+    step = jax.jit(lambda v: spectral.apply(v, x, train=True, mutable=["batch_stats"])[1])
+    for _ in range(100):
+        variables = {"params": params, **step(variables)}
+    scaled = jax.tree.map(lambda k: k / np.linalg.svd(np.asarray(k, np.float64).reshape(
+        -1, k.shape[-1]), compute_uv=False)[0] if k.ndim > 1 else k, params)
+    np.testing.assert_allclose(spectral.apply(variables, x, train=False),
+                               plain.apply({"params": scaled}, x, train=False),
+                               rtol=1e-4, atol=1e-6)
+    sigmas = {k: v for layer in variables["batch_stats"].values() for k, v in layer.items()
+              if k.endswith("sigma")}
+    assert len(sigmas) == 3  # two convolutions and the head
+
+
+@pytest.mark.parametrize("overrides", [
+    {"augment": "translation,cutout,color"},
+    {"model.d_norm": "spectral", "r1_weight": 1.0},
+])
+def test_eight_devices_match_one_device_with_the_remedies(overrides):
+    """Augmentation draws differ per device, so 8 x 2 matches 1 x 16 only in what is
+    global; with a spectral D (no batch statistics) and R1, the step is exact."""
+    task = tasks.make(tiny_config(**overrides), META)
+    if "augment" in overrides:
+        assert_same_on_every_device(run(task.train_step, task.init(0), images(2), 8,
+                                        every_device=True)[0])
+    else:
+        assert_one_device_matches_eight(task, "d/r1", size=SIZE)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model.d_norm", "layer", "valid choices: batch, spectral, none"),
+    ("augment", "flip", "comma-separated subset"),
+    ("r1_weight", -1.0, "r1_weight"),
+])
+def test_bad_remedy_settings_are_config_errors(field, value, match):
+    from genjax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        tiny_config(**{field: value})
