@@ -5,8 +5,11 @@
 Takes about 40 seconds on 2 CPU cores (1,000 steps of batch 64 at 16x16) and reaches about
 99-100% accuracy on the 297 test digits, written to runs/classifier_digits/eval/classifier.json.
 `runs/classifier_<dataset>` is where genjax.evaluate (and a GAN run with
-eval_every_steps > 0) looks for it by default; its 128-D penultimate layer is the
-feature space of the Fréchet distance, KID and precision/recall.
+eval_every_steps > 0) looks for it by default, and where they train it with this recipe
+(on the run's dataset) when it is not there yet; its 128-D penultimate layer is the
+feature space of the Fréchet distance, KID and precision/recall. Settings: 1,000 steps of
+batch 64, width 32, 128 features, dropout 0.3, AdamW at 2e-3
+(genjax.tasks.classifier.evaluation_recipe).
 
 For a real dataset, train one per dataset at the GAN's image size, e.g. MNIST at 32x32:
 
@@ -20,15 +23,6 @@ from genjax.tasks import classifier
 
 
 def get_config():
-    config = classifier.defaults()
-    config.dataset.name = "digits"
-    config.image_size = 16
-    config.num_train_steps = 1000
-    config.batch_size = 64
-    config.eval_every_steps = 500
-    config.checkpoint_every_steps = 500
-    config.model.width = 32
-    config.model.feature_dim = 128
-    config.model.dropout = 0.3
-    config.learning_rate = 2e-3
-    return config
+    # The recipe lives in the library (genjax.tasks.classifier.evaluation_recipe) because
+    # `python -m genjax.evaluate` trains the same classifier by itself when none exists.
+    return classifier.evaluation_recipe()

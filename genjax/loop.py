@@ -25,6 +25,10 @@ samples/step_<N>.png.
 What it does when things go wrong (the tests in tests/test_reliability.py prove each):
 - A bad config, an unknown or unprepared dataset, or a workdir whose checkpoints have
   other shapes fail before anything is written.
+- With `eval_every_steps` on, a missing default evaluation classifier
+  (runs/classifier_<dataset>) is trained first, as `python -m genjax.evaluate` does; a
+  classifier the config names (eval.classifier_workdir) that is missing fails before
+  anything is written.
 - Restoring takes the newest checkpoint that reads back. Newer ones that do not are
   moved to `<workdir>/checkpoints_corrupt/<step>-<time>` with a warning, never deleted;
   if none reads back, it stops and changes nothing (it never silently starts afresh).
@@ -436,6 +440,26 @@ def _train(run: _Run, state, pipeline) -> Any:
     return parallel.unreplicate(p_state)
 
 
+def train_evaluation_classifier(config: ml_collections.ConfigDict, where) -> None:
+    """Trains the evaluation classifier of `config`'s dataset in `where`
+    (`genjax.evaluate.extractors.classifier_config`: configs/classifier.py's recipe),
+    saying so, where, and how long it took. Once per dataset: later evaluations load it."""
+    where = Path(where)
+    classifier = evaluate.extractors.classifier_config(config)
+    print(f"No evaluation classifier in {where} ({where.absolute()}): training one there now "
+          f"on {classifier.dataset.name!r} with configs/classifier.py's recipe "
+          f"({classifier.num_train_steps} steps at {classifier.image_size}x"
+          f"{classifier.image_size}; about 40 s on 2 CPU cores for the embedded digits). "
+          "Later evaluations reuse it; to use another, pass --extractor_workdir or set "
+          "eval.classifier_workdir.", flush=True)
+    start = time.perf_counter()
+    train_and_evaluate(classifier, where)
+    report = where / "eval" / "classifier.json"
+    accuracy = json.loads(report.read_text()).get("test_accuracy") if report.exists() else None
+    print(f"Trained the evaluation classifier in {where} in {time.perf_counter() - start:.0f} s"
+          + (f" (test accuracy {accuracy:.4f})." if accuracy is not None else "."), flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     """Trains `config` in `workdir`, resuming from its newest checkpoint if there is one.
 
@@ -456,7 +480,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     enable_compilation_cache()
     # The task may load another run its config names (a VAE's eval.compare_workdir).
     task = module.make(config, meta, load_run=load_run)
-    # Before anything is written: a missing feature extractor fails here.
+    if config.get("eval_every_steps", 0):
+        # The default feature extractor (runs/classifier_<dataset>) is trained first if it
+        # is missing, as `python -m genjax.evaluate` does; a named one that is missing
+        # fails here, in make_evaluator, before anything is written.
+        where = evaluate.missing_classifier(config, task)
+        if where is not None:
+            train_evaluation_classifier(config, where)
     evaluator = evaluate.make_evaluator(config, task, workdir)
     held_out = _held_out_batch(spec, task)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -102,6 +103,11 @@ def prepare_digits(data_dir: str | os.PathLike | None = None) -> tfds.core.Datas
     builder = Digits(data_dir=None if data_dir is None else os.fspath(data_dir),
                      file_format="array_record")
     if not builder.is_prepared():
+        if not sys.stderr.isatty():
+            # TFDS draws tqdm bars on stderr; into a log file or a pipe they are only
+            # cursor-movement codes and bar debris. (Global in TFDS, and never wanted
+            # where nobody watches.)
+            tfds.disable_progress_bar()
         # No GCS look-up: the dataset is not hosted there and the machine may be offline.
         config = tfds.download.DownloadConfig(try_download_gcs=False)
         builder.download_and_prepare(download_config=config)

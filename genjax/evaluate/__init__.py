@@ -15,13 +15,14 @@ evaluates a run's newest checkpoint with the evaluators its task declares and wr
 """
 
 from genjax.evaluate.evaluator import (MEASURES, Quality, evaluate_workdir, make_evaluator,
-                                       write_best, write_result)
-from genjax.evaluate.extractors import (ClassifierExtractor, Extractor, load_extractor,
-                                        weights_sha256)
+                                       missing_classifier, write_best, write_result)
+from genjax.evaluate.extractors import (ClassifierExtractor, Extractor, classifier_config,
+                                        load_extractor, weights_sha256)
 from genjax.evaluate.generative import (ClassifierEvaluator, GenerativeEvaluator, compare,
                                         default_classifier_workdir)
 
-__all__ = ["evaluate_workdir", "make_evaluator", "MEASURES", "compare",
+__all__ = ["evaluate_workdir", "make_evaluator", "missing_classifier", "classifier_config",
+           "MEASURES", "compare",
            "default_classifier_workdir", "GenerativeEvaluator", "ClassifierEvaluator",
            "write_result", "write_best", "Quality", "Extractor", "ClassifierExtractor",
            "load_extractor", "weights_sha256"]

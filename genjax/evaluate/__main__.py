@@ -7,7 +7,10 @@ Runs the evaluators the run's task declares (genjax.evaluate.evaluator). A GAN r
 images of the EMA generator (eval-mode BatchNorm) against the real images of the
 config's eval.split, beside real training images against the same reference
 (the floor); the features come from the genjax classifier in --extractor_workdir, by
-default the config's eval.classifier_workdir or runs/classifier_<dataset>. A classifier
+default the config's eval.classifier_workdir or runs/classifier_<dataset>. That last
+one, when it is missing, is trained there first with configs/classifier.py's recipe (about
+40 s for the digits, once; it says so and where); a classifier named by the flag or the
+config that is missing is an error (exit 2) that says how to train it. A classifier
 run: its accuracy on eval.split. An autoencoder or VAE run: compression, features,
 likelihood and sample quality (genjax.evaluate.autoencoding). Writes
 <workdir>/eval/step_<N>.json and prints a table.
@@ -28,7 +31,7 @@ def main(argv=None) -> None:
                          "(default: the config's eval.seed).")
     flags.DEFINE_string("extractor_workdir", None, "A genjax classifier run whose features "
                         "the metrics use (default: eval.classifier_workdir or "
-                        "runs/classifier_<dataset>).")
+                        "runs/classifier_<dataset>, trained there first if missing).")
     flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "Which generator weights.")
     flags.DEFINE_string("checkpoint", "latest", "Which checkpoint: 'latest' (the newest), "
                         "'best' (best evaluation figure, eval/best.json) or a step number.")
@@ -40,12 +43,14 @@ def main(argv=None) -> None:
         from genjax.errors import GenjaxError
         from genjax.evaluate.evaluator import evaluate_workdir, table
         from genjax.run import parse_checkpoint
+        from genjax.loop import train_evaluation_classifier
 
         try:
             result = evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
                                       extractor_workdir=FLAGS.extractor_workdir,
                                       step=parse_checkpoint(FLAGS.checkpoint),
-                                      generator=FLAGS.generator)
+                                      generator=FLAGS.generator,
+                                      train_classifier=train_evaluation_classifier)
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

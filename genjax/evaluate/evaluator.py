@@ -24,14 +24,15 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ml_collections
 
 from genjax import tasks as tasks_lib
 from genjax.checkpoint import Quality
 from genjax.errors import ConfigError
-from genjax.evaluate.extractors import Extractor
+from genjax.evaluate.extractors import Extractor, has_classifier
+from genjax.evaluate.generative import default_classifier_workdir, eval_settings
 from genjax.run import load_run
 
 # Measurement name -> its class, 'module:Class', imported when a task declares it (the
@@ -126,6 +127,23 @@ def _run_all(evaluators, state, step: int, workdir, last_step: int | None,
     return results
 
 
+def missing_classifier(config: ml_collections.ConfigDict, task, *, extractor_workdir=None,
+                       extractor: Extractor | None = None) -> Path | None:
+    """Where the default evaluation classifier belongs, when the task's evaluators need one
+    (a measurement with `needs_classifier`), nobody named one (no `extractor`,
+    `extractor_workdir` or eval.classifier_workdir) and none is trained there yet; else
+    None. A named classifier that is missing stays an error (`ClassifierExtractor.
+    from_workdir`): the user said which one to use."""
+    if extractor is not None or extractor_workdir or eval_settings(config)["classifier_workdir"]:
+        return None
+    if not any(entry.measure in MEASURES and getattr(measurement(entry.measure),
+                                                     "needs_classifier", False)
+               for entry in task.evaluators.values()):
+        return None
+    where = default_classifier_workdir(config)
+    return None if has_classifier(where) else where
+
+
 class LoopEvaluator:
     """The loop's evaluation hook: called with a host state and its step, it runs the
     task's evaluators, writes their results under <workdir>/eval/ and returns their
@@ -158,7 +176,9 @@ def make_evaluator(config: ml_collections.ConfigDict, task, workdir) -> LoopEval
 def evaluate_workdir(workdir, num: int | None = None, seed: int | None = None, *,
                      extractor_workdir=None, extractor: Extractor | None = None,
                      step: int | str | None = None, generator: str = "ema",
-                     write: bool = True) -> dict:
+                     write: bool = True,
+                     train_classifier: Callable[[ml_collections.ConfigDict, Path], Any]
+                     | None = None) -> dict:
     """Evaluates a run's newest checkpoint (or `step`: a step number, 'latest' or 'best',
     as `genjax.load_run` takes it) with the evaluators its task
     declares, writes their results under <workdir>/eval/ and returns the first (see the
@@ -166,11 +186,18 @@ def evaluate_workdir(workdir, num: int | None = None, seed: int | None = None, *
 
     A generative measurement uses `extractor`, else the classifier in
     `extractor_workdir`, else the one the config names (`default_classifier_workdir`).
+    Where that default is missing, `train_classifier(config, where)` trains it first
+    (`genjax.loop.train_evaluation_classifier`, as the command line does); without it,
+    the missing classifier is an error that says how to train it.
     """
     config, task, state = load_run(workdir, step)
     if not task.evaluators:
         raise ConfigError(f"Task {task.name!r} declares no evaluator: genjax.evaluate has "
                           "nothing to measure in this run.")
+    where = missing_classifier(config, task, extractor_workdir=extractor_workdir,
+                               extractor=extractor)
+    if where is not None and train_classifier is not None:
+        train_classifier(config, where)
     evaluators = build(config, task, extractor=extractor, extractor_workdir=extractor_workdir,
                        num=num, seed=seed, generator=generator)
     results = _run_all(evaluators, state, int(state.step), workdir, config.num_train_steps,

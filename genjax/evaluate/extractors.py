@@ -42,10 +42,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from genjax.errors import CheckpointError, ConfigError
 from genjax.run import load_run
+from genjax.tasks import classifier
 
 
 def weights_sha256(tree: Any) -> str:
@@ -137,7 +139,7 @@ class ClassifierExtractor(Extractor):
         wrote `eval/classifier.json`. `dataset` only completes the command in the error
         for a workdir without a classifier."""
         workdir = Path(workdir)
-        if not (workdir / "config.json").exists() or not _has_checkpoint(workdir):
+        if not has_classifier(workdir):
             raise CheckpointError(missing_classifier_message(workdir, dataset))
         config, task, state = load_run(workdir)
         if not {"classify", "weights", "input_shape"} <= set(task.functions):
@@ -163,6 +165,25 @@ class ClassifierExtractor(Extractor):
                 "layer": "penultimate (ReLU), eval-mode BatchNorm"}
 
 
+def has_classifier(workdir) -> bool:
+    """Whether `workdir` holds a run with a committed checkpoint (what `from_workdir` loads)."""
+    workdir = Path(workdir)
+    return (workdir / "config.json").exists() and _has_checkpoint(workdir)
+
+
+def classifier_config(run_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The classifier that `genjax.evaluate` trains where a run's default one is missing:
+    configs/classifier.py's recipe (`genjax.tasks.classifier.evaluation_recipe`) on the
+    run's dataset and data directory; at the recipe's 16x16 for the embedded digits, at
+    the run's image size for any other dataset."""
+    config = classifier.evaluation_recipe()
+    config.dataset.name = run_config.dataset.name
+    config.dataset.data_dir = run_config.dataset.data_dir
+    if run_config.dataset.name != "digits":
+        config.image_size = run_config.image_size
+    return config
+
+
 def _has_checkpoint(workdir: Path) -> bool:
     # A step folder gets its number only once its save committed (orbax's atomic rename;
     # older orbax releases write no commit_success.txt on a local disk).
@@ -178,11 +199,12 @@ def train_classifier_command(workdir, dataset: str | None = None) -> str:
 def missing_classifier_message(workdir, dataset: str | None = None) -> str:
     return (
         f"No trained classifier in {workdir}: genjax.evaluate measures images in the feature "
-        "space of a genjax classifier trained on the same dataset, and none has been trained "
-        f"there yet. Train it first (about a minute on the embedded digits):  "
-        f"{train_classifier_command(workdir, dataset)}  -- or point "
-        "eval.classifier_workdir (training) / --extractor_workdir (genjax.evaluate) at an "
-        "existing classifier run.")
+        "space of a genjax classifier trained on the same dataset, and the classifier named "
+        "there (--extractor_workdir, or the config's eval.classifier_workdir) has not been "
+        f"trained. Train it there (about a minute on the embedded digits):  "
+        f"{train_classifier_command(workdir, dataset)}  -- or name an existing classifier "
+        "run, or name none: genjax.evaluate then uses runs/classifier_<dataset> and trains "
+        "it there first if it is missing.")
 
 
 # Named extractor factories for `load_extractor('NAME:ARGUMENT')`; an Inception-v3

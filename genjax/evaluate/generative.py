@@ -140,6 +140,7 @@ class GenerativeEvaluator:
     """
 
     kind = "generative"
+    needs_classifier = True  # without an extractor given, the default classifier's features
     scalars = staticmethod(generative_scalars)
     table = staticmethod(generative_table)
     quality = Quality("eval/fd", "min")  # the run's best checkpoint is its lowest FD

@@ -52,6 +52,25 @@ def defaults() -> ml_collections.ConfigDict:
     return c
 
 
+def evaluation_recipe() -> ml_collections.ConfigDict:
+    """The evaluation classifier of the embedded digits (`configs/classifier.py`): 1,000
+    steps of batch 64 at 16x16, about 40 s on 2 CPU cores, 99-100% test accuracy. Also
+    what `genjax.evaluate` trains by itself where the default classifier is missing
+    (`genjax.evaluate.extractors.classifier_config`)."""
+    recipe = defaults()
+    recipe.dataset.name = "digits"
+    recipe.image_size = 16
+    recipe.num_train_steps = 1000
+    recipe.batch_size = 64
+    recipe.eval_every_steps = 500
+    recipe.checkpoint_every_steps = 500
+    recipe.model.width = 32
+    recipe.model.feature_dim = 128
+    recipe.model.dropout = 0.3
+    recipe.learning_rate = 2e-3
+    return recipe
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     """The classifier's own checks (after the generic ones)."""
     config_lib.require_positive(c, ("model.width", "model.num_stages", "model.feature_dim"))

@@ -75,7 +75,8 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.split = "test"  # Real images the generated ones are compared with.
     c.eval.num_samples = 0  # Generated images; 0 = as many as dataset.split has (<= 10,000).
     c.eval.seed = 0  # Seeds the generated images' noise and the metrics' random subsets.
-    # A genjax classifier run whose features the metrics use; '' = runs/classifier_<dataset>.
+    # A genjax classifier run whose features the metrics use; '' = runs/classifier_<dataset>,
+    # trained there first (configs/classifier.py's recipe) if missing. A named one must exist.
     c.eval.classifier_workdir = ""
     return c
 

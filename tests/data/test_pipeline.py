@@ -1,6 +1,9 @@
 """Tests of the embedded digits dataset and the TFDS -> grain input pipeline (offline, no TF)."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +90,19 @@ def test_digits_preparation_is_deterministic_and_idempotent(digits_dir, tmp_path
         second = dataset_source("digits", split, tmp_path)
         assert [int(r["label"]) for r in first] == [int(r["label"]) for r in second]
         np.testing.assert_array_equal(first[5]["image"], second[5]["image"])
+
+
+@pytest.mark.slow  # a fresh interpreter: TFDS's progress-bar switch is process-wide
+def test_first_preparation_writes_no_progress_bars_into_a_pipe(tmp_path):
+    """Output to a log file or a pipe gets TFDS's plain lines, not tqdm's carriage returns
+    and cursor-movement codes."""
+    code = f"from genjax.data import prepare_digits; prepare_digits({str(tmp_path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "prepared to" in log  # it did prepare (and print) here, into the pipe
+    assert "\r" not in log and "\x1b[" not in log, repr(log[:2000])
 
 
 # --------------------------------------------------------------------------- pipeline

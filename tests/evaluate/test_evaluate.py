@@ -17,6 +17,7 @@ import genjax
 from genjax import tasks as tasks_lib
 from genjax import evaluate, viz
 from genjax.evaluate import extractors
+from genjax.tasks import classifier as classifier_task
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"fd", "kid", "kid_std", "precision", "recall", "is", "is_std", "class_tv"}
@@ -158,6 +159,17 @@ def _run(args, cwd):
                           env=os.environ.copy(), timeout=600)
 
 
+def _unnamed_copy(root, tmp_path):
+    """tmp_path/gan: the fixture's GAN run with no classifier named in its config, so that
+    genjax.evaluate looks in runs/classifier_digits (relative to tmp_path)."""
+    config = json.loads((root / "gan" / "config.json").read_text())
+    config["eval"]["classifier_workdir"] = ""
+    (tmp_path / "gan").mkdir()
+    os.symlink(root / "gan" / "checkpoints", tmp_path / "gan" / "checkpoints")
+    (tmp_path / "gan" / "config.json").write_text(json.dumps(config))
+    return tmp_path / "gan"
+
+
 def test_command_line(runs, tmp_path):
     root, _ = runs
     proc = _run(["-m", "genjax.evaluate", f"--workdir={root / 'gan'}", "--num=24",
@@ -165,17 +177,78 @@ def test_command_line(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "real train (floor)" in proc.stdout
     _check_generative(json.loads((root / "gan" / "eval" / "step_000002.json").read_text()), 24)
-    # Without a classifier where the config says (runs/classifier_digits here): exit 2,
-    # one paragraph with the command to train it, no traceback.
-    config = json.loads((root / "gan" / "config.json").read_text())
-    config["eval"]["classifier_workdir"] = ""
-    (tmp_path / "gan").mkdir()
-    os.symlink(root / "gan" / "checkpoints", tmp_path / "gan" / "checkpoints")
-    (tmp_path / "gan" / "config.json").write_text(json.dumps(config))
-    proc = _run(["-m", "genjax.evaluate", "--workdir=gan"], cwd=tmp_path)
+    # A classifier the user named that is not there: exit 2, one paragraph with the
+    # command to train it, no traceback, and nothing trained in its place.
+    _unnamed_copy(root, tmp_path)
+    proc = _run(["-m", "genjax.evaluate", "--workdir=gan", "--extractor_workdir=named_clf"],
+                cwd=tmp_path)
     assert proc.returncode == 2
-    assert "runs/classifier_digits" in proc.stderr and "configs/classifier.py" in proc.stderr
+    assert "No trained classifier in named_clf" in proc.stderr
+    assert "--workdir=named_clf" in proc.stderr and "configs/classifier.py" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "named_clf").exists() and not (tmp_path / "runs").exists()
+
+
+def _tiny_recipe(monkeypatch=None):
+    """configs/classifier.py's recipe shrunk to a few steps at 8x8 (the code that shrinks
+    it, for a subprocess or, with `monkeypatch`, in this process)."""
+    code = ("import genjax.tasks.classifier as c; recipe = c.evaluation_recipe\n"
+            "def tiny():\n"
+            "    r = recipe(); r.image_size, r.batch_size, r.num_train_steps = 8, 16, 4\n"
+            "    r.model.width, r.model.feature_dim = 4, 8\n"
+            "    r.log_every_steps = r.checkpoint_every_steps = r.eval_every_steps = 4\n"
+            "    return r\n")
+    if monkeypatch is None:
+        return code + "c.evaluation_recipe = tiny\n"
+    scope = {}
+    exec(code, scope)
+    monkeypatch.setattr(classifier_task, "evaluation_recipe", scope["tiny"])
+
+
+def _snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in Path(folder).rglob("*")}
+
+
+def test_command_line_trains_the_missing_default_classifier_once(runs, tmp_path):
+    """A fresh checkout: `python -m genjax.evaluate --workdir=...` with no classifier
+    trains runs/classifier_<dataset> (configs/classifier.py's recipe, shrunk here), says
+    so and where, then evaluates with it; a second evaluation reuses it untouched."""
+    root, _ = runs
+    _unnamed_copy(root, tmp_path)
+    main = (_tiny_recipe() + "import sys; from genjax.evaluate.__main__ import main; "
+            "main(['evaluate', '--workdir=gan', '--num=24'])")
+    proc = _run(["-c", main], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    where = tmp_path / "runs" / "classifier_digits"
+    assert f"No evaluation classifier in runs/classifier_digits ({where})" in proc.stdout
+    assert "Trained the evaluation classifier in runs/classifier_digits" in proc.stdout
+    assert "real train (floor)" in proc.stdout
+    trained = extractors.ClassifierExtractor.from_workdir(where)
+    assert trained.step == 4 and trained.dataset == "digits"
+    result = json.loads((tmp_path / "gan" / "eval" / "step_000002.json").read_text())
+    assert result["protocol"]["extractor"]["workdir"] == str(where)
+    assert result["protocol"]["extractor"]["sha256"] == trained.sha256
+    before = _snapshot(where)
+    proc = _run(["-c", main], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "evaluation classifier" not in proc.stdout and "real train (floor)" in proc.stdout
+    assert _snapshot(where) == before
+
+
+def test_loop_trains_the_missing_default_classifier_first(runs, tmp_path, monkeypatch,
+                                                          capsys):
+    """eval_every_steps on and no classifier named or trained: the run trains the default
+    one first, as genjax.evaluate does, and evaluates with it."""
+    _, data_dir = runs
+    _tiny_recipe(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    genjax.train_and_evaluate(gan_config(data_dir, ""), tmp_path / "gan")
+    out = capsys.readouterr().out
+    where = tmp_path / "runs" / "classifier_digits"
+    assert f"No evaluation classifier in runs/classifier_digits ({where})" in out
+    result = json.loads((tmp_path / "gan" / "eval" / "step_000002.json").read_text())
+    assert result["protocol"]["extractor"]["workdir"] == str(where)
+    assert extractors.ClassifierExtractor.from_workdir(where).step == 4
 
 
 def test_classifier_config_end_to_end(tmp_path, runs):
