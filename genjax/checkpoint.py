@@ -10,6 +10,13 @@ checkpoint can never silently change a model. Two kinds of failure are kept apar
 `CheckpointError` (this checkpoint does not fit this config: nothing is wrong with it)
 and `CorruptCheckpointError` (this step cannot be read back: the loop may move it aside
 and fall back to an older one). Non-finite values are never written.
+
+Keeping the best: a step saved right after an evaluation carries its quality figure
+(`Quality.record`: the metric, its value, and which way is better) as orbax's own
+per-step metrics. Orbax's preservation policy keeps the newest `max_to_keep` steps and,
+besides them, the one step with the best figure (`LatestN` or `BestN(n=1)`), so rotation
+never deletes the best; `best()` reads it back, also in a later process, from the steps
+on disk.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.serialization
 import jax
@@ -51,6 +58,51 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+class Quality(NamedTuple):
+    """The figure by which a run's best checkpoint is chosen: the name of an evaluation
+    scalar (e.g. 'eval/fd') and which way is better, 'min' (lower) or 'max' (higher).
+    Each measurement of genjax.evaluate declares its own."""
+    metric: str
+    mode: str
+
+    def record(self, scalars: dict) -> dict | None:
+        """What a step saved after this evaluation carries: {metric, value, mode}; None
+        when the scalars lack the figure or it is not finite (such a step is never best)."""
+        value = scalars.get(self.metric)
+        if value is None or not np.isfinite(value):
+            return None
+        return {"metric": self.metric, "value": float(value), "mode": self.mode}
+
+
+QUALITY_MODES = ("min", "max")
+
+
+def _score(record: dict | None) -> float:
+    """A step's rank, higher is better: its figure's value, negated where lower is
+    better; -inf for a step that carries none. (Orbax's own key for the best step.)"""
+    if not isinstance(record, dict) or record.get("mode") not in QUALITY_MODES:
+        return -np.inf
+    value = record.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        return -np.inf
+    return -float(value) if record["mode"] == "min" else float(value)
+
+
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager, except that a step whose metrics file is damaged counts as a
+    step without a figure (with a warning) instead of stopping every reader of the
+    workdir; its state is read, or found unreadable, as any other step's."""
+
+    def _get_metrics(self, step: int):  # what orbax reads a step's metrics with
+        try:
+            return super()._get_metrics(step)
+        except Exception as e:  # orbax reads it as JSON: ValueError, OSError, ...
+            logging.getLogger(__name__).warning(
+                "Checkpoint step %d: its metrics file (the evaluation figure) cannot be "
+                "read (%s: %s); the step counts as not evaluated.", step, type(e).__name__, e)
+            return None
+
+
 class _FailedReadNoise(logging.Filter):
     """Drops asyncio's 'Task exception was never retrieved' for tensorstore read errors."""
 
@@ -58,6 +110,20 @@ class _FailedReadNoise(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         return not (str(record.msg).startswith("Task exception was never retrieved")
                     and isinstance(error, ValueError) and "OCDBT" in str(error))
+
+
+class _UnrankedSaveNoise(logging.Filter):
+    """Drops orbax's warning, at every save without metrics, that a manager which ranks
+    steps was given none: only the steps saved after an evaluation carry a figure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in str(record.msg)
+
+
+def _silence_unranked_save_noise() -> None:
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _UnrankedSaveNoise) for f in logger.filters):
+        logger.addFilter(_UnrankedSaveNoise())
 
 
 def _silence_failed_read_noise() -> None:
@@ -118,15 +184,23 @@ def _state_tree(state: Any) -> dict:
 
 
 class Checkpoints:
-    """Orbax CheckpointManager over `<workdir>/checkpoints` with items state/data/meta."""
+    """Orbax CheckpointManager over `<workdir>/checkpoints` with items state/data/meta,
+    keeping the newest `max_to_keep` steps and the best evaluated one (module docstring)."""
 
     def __init__(self, directory, max_to_keep: int = 3, read_only: bool = False):
         self.directory = Path(directory).absolute()
         # A read-only manager deletes nothing, so it gets no preservation policy.
-        keep = None if read_only else ocp.checkpoint_managers.LatestN(n=max_to_keep)
+        policies = ocp.checkpoint_managers
+        keep = None if read_only else policies.AnyPreservationPolicy([
+            policies.LatestN(n=max_to_keep),
+            policies.BestN(get_metric_fn=_score, reverse=False, n=1,
+                           keep_checkpoints_without_metrics=False)])
+        # best_fn makes orbax write a step's metrics and rank steps by them (best_step).
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=keep, create=not read_only, read_only=read_only,
-            cleanup_tmp_directories=not read_only, enable_async_checkpointing=True)
+            preservation_policy=keep, best_fn=_score, best_mode="max", create=not read_only,
+            read_only=read_only, cleanup_tmp_directories=not read_only,
+            enable_async_checkpointing=True)
+        _silence_unranked_save_noise()
         # Handlers registered up front, so that a step's metadata (saved shapes) can be
         # read before, and without, restoring its arrays.
         registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
@@ -137,9 +211,9 @@ class Checkpoints:
                 ("meta", _meta_handler(), ocp.args.JsonSave, ocp.args.JsonRestore)]:
             registry.add(item, save, handler)
             registry.add(item, restore, handler)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             handler_registry=registry)
+        self.manager = _Manager(self.directory, options=options, handler_registry=registry)
         self._in_flight: int | None = None  # step of the asynchronous save not yet waited on
+        self._records: dict[int, dict] = {}  # quality records of the steps saved here
         self._failed = False
 
     def latest_step(self) -> int | None:
@@ -155,8 +229,10 @@ class Checkpoints:
         return sorted(int(p.name) for p in self.directory.iterdir()
                       if p.name.isdigit() and p.is_dir())
 
-    def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
+    def save(self, step: int, state: Any, data_state: dict, meta: dict,
+             quality: dict | None = None) -> None:
         """Starts an asynchronous save of host (numpy) arrays; `wait` blocks on it.
+        `quality` is the `Quality.record` of an evaluation of this very state, if any.
 
         Raises NonFiniteError (and writes nothing) if any value is NaN or infinite, and
         CheckpointSaveError if this save, or the previous one still in flight, fails.
@@ -174,10 +250,26 @@ class Checkpoints:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(tree),
                 data=ocp.args.JsonSave(data_state),
-                meta=ocp.args.JsonSave(meta)), force=True)
+                meta=ocp.args.JsonSave(meta)), metrics=quality, force=True)
         except Exception as e:  # OSError, or tensorstore's ValueError wrapping one
             raise self._save_error(step, e) from e
         self._in_flight = step
+        if quality is not None:
+            self._records[step] = quality
+
+    def best(self) -> dict | None:
+        """{step, metric, value, mode} of the step with the best figure among those on
+        disk and in flight (orbax's choice), or None if no step carries one."""
+        step = self.manager.best_step()
+        if step is None:
+            return None
+        # A save still in flight has no metrics file yet: this process remembers its own.
+        record = self._records.get(step) or self.manager.metrics(step)
+        return {"step": int(step), **record} if _score(record) > -np.inf else None
+
+    def improves(self, record: dict | None) -> bool:
+        """Whether a step carrying `record` would be strictly better than the best so far."""
+        return _score(record) > _score(self.best())
 
     def wait(self) -> None:
         """Blocks until the save in flight is committed; raises CheckpointSaveError if not."""

@@ -38,7 +38,7 @@ def base(task: str) -> ml_collections.ConfigDict:
     c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     add_checkpoint_fields(c)
-    c.eval_every_steps = 0  # The task's evaluators (eval/*, <workdir>/eval/); 0 = off.
+    c.eval_every_steps = 0  # Evaluators (eval/*, <workdir>/eval/), keeping the best; 0 = off.
     c.dataset = dataset_fields()  # Where the training images come from.
     return c
 
@@ -53,7 +53,7 @@ def dataset_fields() -> ml_collections.ConfigDict:
 
 def add_checkpoint_fields(c: ml_collections.ConfigDict) -> None:
     c.checkpoint_every_steps = 500  # Orbax checkpoint under <workdir>/checkpoints/.
-    c.keep_checkpoints = 3  # How many of the newest checkpoints to keep.
+    c.keep_checkpoints = 3  # Newest checkpoints kept (the best evaluated one is kept besides).
     c.max_nonfinite_steps = 20  # Stop after this many consecutive skipped (non-finite) updates.
 
 

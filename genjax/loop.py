@@ -9,6 +9,14 @@ never looked inside), runs the evaluators the task declares, and saves a checkpo
 where it stopped. It knows no family: what differs between families is in their task
 modules.
 
+The best checkpoint: with `eval_every_steps` on, each evaluation's quality figure (the
+one its measurement declares: a GAN's FD, lower is better; a classifier's accuracy; ...)
+is saved with the step. A step whose figure beats every earlier one is saved even off
+the `checkpoint_every_steps` grid, and kept beside the newest `keep_checkpoints` until a
+better one comes (`Checkpoints`); <workdir>/eval/best.json names it once it is committed,
+and TensorBoard gets `eval/best_<figure>`. A resumed run knows the best so far from its
+checkpoints, so a later, worse figure never replaces it.
+
 Pictures: every `sample_every_steps` (and at the last step), each `(images, columns)`
 the task's visuals return under a name goes to <workdir>/samples/<name>_step_<N>.png
 and to TensorBoard; the one named 'samples' (a GAN's or VAE's sample grid) to
@@ -163,6 +171,36 @@ def _write_visuals(run, host_state, step: int) -> None:
         file = f"step_{step:06d}.png" if name == "samples" else f"{name}_step_{step:06d}.png"
         viz.save_png(run.workdir / "samples" / file, grid)
         run.logger.image(name, step, grid)
+
+
+def _best_tag(metric: str) -> str:
+    """TensorBoard's name of the best figure so far: 'eval/fd' -> 'eval/best_fd'."""
+    prefix, _, name = metric.rpartition("/")
+    return f"{prefix}/best_{name}" if prefix else f"best_{name}"
+
+
+def _evaluate(run, host_state, step: int) -> dict | None:
+    """Runs the evaluators, logs their scalars and the best figure so far, and returns
+    this step's quality record (None if its figure is missing or not finite)."""
+    scalars = run.evaluate(host_state, step)
+    quality = run.evaluate.quality
+    record = quality.record(scalars) if quality is not None else None
+    best = record if run.checkpoints.improves(record) else run.checkpoints.best()
+    if best is not None:
+        scalars[_best_tag(best["metric"])] = best["value"]
+    run.logger.evaluation(step, scalars)
+    return record
+
+
+def _write_best_record(workdir: Path, checkpoints: Checkpoints) -> None:
+    """Makes <workdir>/eval/best.json describe the committed best step (or removes a
+    record whose step is gone, e.g. moved aside as corrupt)."""
+    best = checkpoints.best()
+    path = workdir / "eval" / "best.json"
+    if best is not None:
+        evaluate.write_best(workdir, best)
+    elif path.exists():
+        path.unlink()
 
 
 def _checkpoint_meta(config, meta) -> dict:
@@ -340,10 +378,10 @@ def _check_streak(run: _Run, step: int, tripped) -> None:
         "--workdir.")
 
 
-def _save(run: _Run, step: int, p_state, tripped, data_state) -> None:
+def _save(run: _Run, step: int, p_state, tripped, data_state, quality=None) -> None:
     _check_streak(run, step, tripped)  # never save a state from after the limit
     run.checkpoints.save(step, parallel.unreplicate(p_state), data_state,
-                         _checkpoint_meta(run.config, run.meta))
+                         _checkpoint_meta(run.config, run.meta), quality)
 
 
 def _stop_on_signal(run: _Run, stop: StopSignal, step: int, saved: bool, p_state, tripped,
@@ -385,12 +423,17 @@ def _train(run: _Run, state, pipeline) -> Any:
                 _check_streak(run, step, tripped)
             if draw_every and (step % draw_every == 0 or step == total):
                 _write_visuals(run, parallel.unreplicate(p_state), step)
+            evaluated = None  # this step's quality record, if it was evaluated
             if run.evaluate is not None and (step % config.eval_every_steps == 0
                                              or step == total):
-                run.logger.evaluation(step, run.evaluate(parallel.unreplicate(p_state), step))
-            saved = step % config.checkpoint_every_steps == 0 or step == total
+                evaluated = _evaluate(run, parallel.unreplicate(p_state), step)
+            new_best = evaluated is not None and run.checkpoints.improves(evaluated)
+            saved = step % config.checkpoint_every_steps == 0 or step == total or new_best
             if saved:
-                _save(run, step, p_state, tripped, data_state)
+                _save(run, step, p_state, tripped, data_state, evaluated)
+            if new_best:  # eval/best.json names only a committed step
+                run.checkpoints.wait()
+                _write_best_record(run.workdir, run.checkpoints)
             if stop.requested and step < total:  # at the last step, just finish
                 _stop_on_signal(run, stop, step, saved, p_state, tripped, data_state)
         run.checkpoints.wait()
@@ -453,6 +496,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
         try:
             state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
             _write_config(workdir, config)
+            _write_best_record(workdir, checkpoints)  # the best survives a resume
             logger = _Logger(workdir, config.num_train_steps, config.batch_size,
                              int(state.skipped))
             return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,

@@ -1,6 +1,7 @@
 """A trained run, loaded back: what notebooks, CLIs and evaluators use.
 
-    config, task, state = genjax.load_run('runs/dcgan')
+    config, task, state = genjax.load_run('runs/dcgan')                # the newest step
+    config, task, state = genjax.load_run('runs/dcgan', step='best')   # the best evaluated
 
 `load_run` rebuilds the task from the workdir's config.json (validated against its
 task's schema) and the dataset shapes saved with the checkpoint, then restores the state
@@ -20,11 +21,54 @@ from genjax import config as config_lib
 from genjax import tasks, viz
 from genjax.checkpoint import Checkpoints
 from genjax.data.pipeline import DatasetMeta
-from genjax.errors import CheckpointError
+from genjax.errors import CheckpointError, ConfigError
+
+CHECKPOINT_CHOICES = ("latest", "best")
 
 
-def load_run(workdir, step: int | None = None):
-    """(config, task, host state) of a run's checkpoint (the newest unless `step`)."""
+def parse_checkpoint(text: str) -> int | str:
+    """A command line's --checkpoint: 'latest', 'best' or a step number."""
+    text = str(text).strip()
+    if text in CHECKPOINT_CHOICES:
+        return text
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"--checkpoint={text!r} is not a checkpoint: pass 'latest' (the "
+                      "default, the newest step), 'best' (the step with the best evaluation "
+                      "figure) or a step number from the workdir's checkpoints/ folder.")
+
+
+def _resolve_step(checkpoints: Checkpoints, workdir: Path, step: int | str | None) -> int:
+    """The step number `step` (None or 'latest', 'best', or a number) names."""
+    if isinstance(step, str):
+        step = parse_checkpoint(step)
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise CheckpointError(f"{workdir}/checkpoints holds no finished checkpoint yet. "
+                              "Train first (python train.py ... --workdir=this dir).")
+    if step is None or step == "latest":
+        return steps[-1]
+    if step == "best":
+        best = checkpoints.best()
+        if best is None:
+            raise CheckpointError(
+                f"{workdir} has no best checkpoint: none of its checkpoints (steps "
+                f"{steps}) was saved after an evaluation, as happens when a run trains with "
+                "eval_every_steps=0 (the default) or was trained by a genjax that did not "
+                "keep the best. To keep the best, train with evaluation on, e.g. "
+                "--config.eval_every_steps=500 (running the same command with it resumes "
+                "this workdir and keeps the best of the steps evaluated from then on); for "
+                "now, take --checkpoint=latest or one of those steps.")
+        return best["step"]
+    if int(step) not in steps:
+        raise CheckpointError(f"{workdir}/checkpoints has no step {step!r}; it holds steps "
+                              f"{steps}. Pass one of them, 'latest' or 'best'.")
+    return int(step)
+
+
+def load_run(workdir, step: int | str | None = None):
+    """(config, task, host state) of a run's checkpoint: the newest unless `step` is a
+    step number or 'best' (the step with the best evaluation figure, see eval/best.json)."""
     workdir = Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -34,10 +78,7 @@ def load_run(workdir, step: int | None = None):
     tasks.validate(config)
     checkpoints = Checkpoints(workdir / "checkpoints", read_only=True)
     try:
-        step = checkpoints.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"{workdir}/checkpoints holds no finished checkpoint yet. "
-                                  "Train first (python train.py ... --workdir=this dir).")
+        step = _resolve_step(checkpoints, workdir, step)
         saved = checkpoints.metadata(step)["dataset"]
         meta = DatasetMeta(**{**saved, "image_shape": tuple(saved["image_shape"])})
         task = tasks.make(config, meta)
@@ -48,16 +89,17 @@ def load_run(workdir, step: int | None = None):
     return config, task, state
 
 
-def sample_from_workdir(workdir, num: int, seed: int = 0, step: int | None = None) -> np.ndarray:
-    """`num` generated images, uint8 NHWC, from the run's newest checkpoint (its task's
-    `sample` function: a GAN's or a VAE's)."""
+def sample_from_workdir(workdir, num: int, seed: int = 0,
+                        step: int | str | None = None) -> np.ndarray:
+    """`num` generated images, uint8 NHWC, from the run's newest checkpoint, or `step` as
+    `load_run` takes it (its task's `sample` function: a GAN's or a VAE's)."""
     _, task, state = load_run(workdir, step)
     images = task.sample(state, jax.random.key(seed), num)
     return viz.to_uint8(images)
 
 
 def sample_conditioned_from_workdir(workdir, *, labels=None, per_class: int | None = None,
-                                    seed: int = 0, step: int | None = None
+                                    seed: int = 0, step: int | str | None = None
                                     ) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 NHWC, labels int32 [N]) from a conditional run's checkpoint: one image
     of each class in `labels` (a sequence of ints), or `per_class` images of every class

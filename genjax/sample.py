@@ -1,10 +1,12 @@
-"""Images from a run's newest checkpoint.
+"""Images from a run's newest checkpoint (or its best, or a given step).
 
-    python -m genjax.sample --workdir=DIR --num=N --seed=S --out=FILE.npz
+    python -m genjax.sample --workdir=DIR --num=N --seed=S --out=FILE.npz [--checkpoint=best]
 
 writes N images (uint8, NHWC) as the array `images` of FILE.npz. The same seed and
-checkpoint give the same bytes. From a notebook: `genjax.sample_from_workdir(DIR, N, S)`
-(`genjax.run`, which this command line sits on).
+checkpoint give the same bytes. --checkpoint is 'latest' (default), 'best' (the step
+with the best evaluation figure, which a run with eval_every_steps keeps) or a step.
+From a notebook: `genjax.sample_from_workdir(DIR, N, S, step='best')` (`genjax.run`,
+which this command line sits on).
 
 A conditional run (one whose task has `sample_conditioned`, e.g. configs/cgan.py) makes
 images of requested classes:
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from genjax.errors import GenjaxError
-from genjax.run import sample_from_workdir
+from genjax.run import parse_checkpoint, sample_from_workdir
 
 
 def _conditioned(FLAGS):
@@ -45,7 +47,7 @@ def _conditioned(FLAGS):
                               f"--labels=3,3,7; got {','.join(FLAGS.labels)!r}.") from None
     return sample_conditioned_from_workdir(FLAGS.workdir, labels=labels,
                                            per_class=FLAGS.per_class, seed=FLAGS.seed,
-                                           step=FLAGS.step)
+                                           step=parse_checkpoint(FLAGS.checkpoint))
 
 
 def main(argv=None) -> None:
@@ -55,7 +57,8 @@ def main(argv=None) -> None:
     flags.DEFINE_integer("num", 64, "How many images.")
     flags.DEFINE_integer("seed", 0, "Seed of the noise; same seed, same images.")
     flags.DEFINE_string("out", None, "Output .npz file (array 'images', uint8 NHWC).")
-    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.DEFINE_string("checkpoint", "latest", "Which checkpoint: 'latest' (the newest), "
+                        "'best' (best evaluation figure, eval/best.json) or a step number.")
     flags.DEFINE_list("labels", None, "Conditional runs: the class of each image, e.g. "
                       "3,3,7 (replaces --num).")
     flags.DEFINE_integer("per_class", None, "Conditional runs: this many images of every "
@@ -71,7 +74,7 @@ def main(argv=None) -> None:
                 arrays["images"], arrays["labels"] = _conditioned(FLAGS)
             else:
                 arrays["images"] = sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
-                                                       FLAGS.step)
+                                                       parse_checkpoint(FLAGS.checkpoint))
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

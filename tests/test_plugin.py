@@ -34,5 +34,5 @@ def test_a_new_task_module_plugs_in(plugin, tmp_path):
     assert loaded_config.task == "mean_image"
     np.testing.assert_array_equal(task.mean(loaded), state.model.params["mean"])
     assert float(np.abs(task.mean(loaded)).max()) > 0  # it learned something
-    with pytest.raises(genjax.ConfigError, match="has no function 'sample'.*mean"):
-        task.sample(loaded, None, 1)
+    with pytest.raises(genjax.ConfigError, match="has no function 'translate'.*mean, sample"):
+        task.translate(loaded, None)

@@ -16,8 +16,8 @@ evaluates a run's newest checkpoint with the evaluators its task declares and wr
   evaluator     builds and runs a task's declared evaluators by name (`MEASURES`)
 """
 
-from genjax.evaluate.evaluator import (MEASURES, evaluate_workdir, make_evaluator,
-                                       missing_classifier, write_result)
+from genjax.evaluate.evaluator import (MEASURES, Quality, evaluate_workdir, make_evaluator,
+                                       missing_classifier, write_best, write_result)
 from genjax.evaluate.extractors import (ClassifierExtractor, Extractor, classifier_config,
                                         load_extractor, weights_sha256)
 from genjax.evaluate.generative import (ClassifierEvaluator, GenerativeEvaluator, compare,
@@ -26,5 +26,5 @@ from genjax.evaluate.generative import (ClassifierEvaluator, GenerativeEvaluator
 __all__ = ["evaluate_workdir", "make_evaluator", "missing_classifier", "classifier_config",
            "MEASURES", "compare",
            "default_classifier_workdir", "GenerativeEvaluator", "ClassifierEvaluator",
-           "write_result", "Extractor", "ClassifierExtractor", "load_extractor",
-           "weights_sha256"]
+           "write_result", "write_best", "Quality", "Extractor", "ClassifierExtractor",
+           "load_extractor", "weights_sha256"]

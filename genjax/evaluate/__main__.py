@@ -1,6 +1,7 @@
-"""Evaluates a run's newest checkpoint.
+"""Evaluates a run's newest checkpoint (or its best, or a given step).
 
     python -m genjax.evaluate --workdir=DIR [--num=N] [--seed=S] [--extractor_workdir=DIR]
+                              [--checkpoint=latest|best|STEP]
 
 Runs the evaluators the run's task declares (genjax.evaluate.evaluator). A GAN run: N
 images of the EMA generator (eval-mode BatchNorm) against the real images of the
@@ -32,7 +33,8 @@ def main(argv=None) -> None:
                         "the metrics use (default: eval.classifier_workdir or "
                         "runs/classifier_<dataset>, trained there first if missing).")
     flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "Which generator weights.")
-    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.DEFINE_string("checkpoint", "latest", "Which checkpoint: 'latest' (the newest), "
+                        "'best' (best evaluation figure, eval/best.json) or a step number.")
     flags.mark_flags_as_required(["workdir"])
     FLAGS = flags.FLAGS
 
@@ -40,12 +42,14 @@ def main(argv=None) -> None:
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
         from genjax.errors import GenjaxError
         from genjax.evaluate.evaluator import evaluate_workdir, table
+        from genjax.run import parse_checkpoint
         from genjax.loop import train_evaluation_classifier
 
         try:
             result = evaluate_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
                                       extractor_workdir=FLAGS.extractor_workdir,
-                                      step=FLAGS.step, generator=FLAGS.generator,
+                                      step=parse_checkpoint(FLAGS.checkpoint),
+                                      generator=FLAGS.generator,
                                       train_classifier=train_evaluation_classifier)
         except GenjaxError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from genjax import data
-from genjax.checkpoint import library_versions
+from genjax.checkpoint import Quality, library_versions
 from genjax.errors import GenjaxError
 from genjax.evaluate import features as features_lib
 from genjax.evaluate.extractors import ClassifierExtractor, Extractor
@@ -140,6 +140,12 @@ class AutoencoderEvaluator:
                    iw_samples=int(options.get("iw_samples", 1)),
                    sample_quality=bool(options.get("sample_quality", False)),
                    decoder=str(options.get("decoder", "")))
+
+    @property
+    def quality(self) -> Quality:
+        """The figure of the best checkpoint: a VAE's test IWAE bound (its likelihood, what
+        it is trained for), an autoencoder's reconstruction PSNR; higher is better."""
+        return Quality("eval/iwae" if self.likelihood else "eval/psnr", "max")
 
     def protocol(self) -> dict:
         c = self.config

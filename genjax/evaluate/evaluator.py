@@ -12,6 +12,11 @@ Results go to <workdir>/eval/: the first evaluator a task declares writes
 step_<step, 6 digits>.json (step_<step>_raw.json for --generator=raw), each further one
 <name>_step_<step>.json; an entry with the option 'final' also writes its last step's
 result under that name (the classifier's eval/classifier.json).
+
+Each measurement declares its `quality`, the one figure by which the training loop keeps
+a run's best checkpoint (`genjax.checkpoint.Quality`): 'generative' the Fréchet distance
+(lower is better), 'classification' the accuracy, 'autoencoding' a VAE's IWAE bound and
+an autoencoder's PSNR (higher is better). The first evaluator a task declares decides.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Callable
 import ml_collections
 
 from genjax import tasks as tasks_lib
+from genjax.checkpoint import Quality
 from genjax.errors import ConfigError
 from genjax.evaluate.extractors import Extractor, has_classifier
 from genjax.evaluate.generative import default_classifier_workdir, eval_settings
@@ -32,7 +38,8 @@ from genjax.run import load_run
 # Measurement name -> its class, 'module:Class', imported when a task declares it (the
 # autoencoding measures pull in scikit-learn, which a GAN run need not load). Each class
 # has `from_entry(config, spec, entry, **overrides)`, `__call__(functions, state, step)
-# -> result`, the result's `kind`, and `scalars(result)` and `table(result)`.
+# -> result`, the result's `kind`, `scalars(result)`, `table(result)`, and `quality`
+# (a Quality over its scalars, or None for a measurement with no single figure).
 MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
             "classification": "genjax.evaluate.generative:ClassifierEvaluator",
             "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator",
@@ -63,14 +70,20 @@ def build(config: ml_collections.ConfigDict, task, **overrides) -> list[tuple[st
     return out
 
 
+def _measurement_of(result: dict):
+    """The class of the measurement that made `result` (a kind named as its measure
+    needs no entry in _KINDS)."""
+    return measurement(_KINDS.get(result["kind"], result["kind"]))
+
+
 def scalars(result: dict) -> dict[str, float]:
     """TensorBoard scalars of a result (eval/<metric>, ...), by its kind."""
-    return measurement(_KINDS[result["kind"]]).scalars(result)
+    return _measurement_of(result).scalars(result)
 
 
 def table(result: dict) -> str:
     """The printed summary of a result, by its kind."""
-    return measurement(_KINDS[result["kind"]]).table(result)
+    return _measurement_of(result).table(result)
 
 
 def result_name(index: int, name: str, result: dict) -> str:
@@ -89,6 +102,15 @@ def write_result(workdir, result: dict, name: str | None = None) -> Path:
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
     tmp.replace(path)
     return path
+
+
+def write_best(workdir, best: dict) -> Path:
+    """<workdir>/eval/best.json, written atomically: the best checkpoint's step, figure
+    (metric, value, mode 'min'/'max') and where its checkpoint and evaluation are."""
+    step = best["step"]
+    record = {**best, "checkpoint": f"checkpoints/{step}",
+              "eval": f"eval/{result_name(0, '', {'step': step})}"}
+    return write_result(workdir, record, "best.json")
 
 
 def _run_all(evaluators, state, step: int, workdir, last_step: int | None,
@@ -123,36 +145,43 @@ def missing_classifier(config: ml_collections.ConfigDict, task, *, extractor_wor
     return None if has_classifier(where) else where
 
 
-def make_evaluator(config: ml_collections.ConfigDict, task,
-                   workdir) -> Callable[[Any, int], dict[str, float]] | None:
+class LoopEvaluator:
+    """The loop's evaluation hook: called with a host state and its step, it runs the
+    task's evaluators, writes their results under <workdir>/eval/ and returns their
+    scalars. `quality` is the figure of the first evaluator (None if it has none)."""
+
+    def __init__(self, evaluators, workdir, last_step: int):
+        self.evaluators, self.workdir, self.last_step = evaluators, workdir, last_step
+        self.quality: Quality | None = getattr(evaluators[0][1], "quality", None)
+
+    def __call__(self, state, step: int) -> dict[str, float]:
+        out = {}
+        for (_, measurement, _), result in zip(
+                self.evaluators, _run_all(self.evaluators, state, step, self.workdir,
+                                          self.last_step)):
+            out.update(measurement.scalars(result))
+        return out
+
+
+def make_evaluator(config: ml_collections.ConfigDict, task, workdir) -> LoopEvaluator | None:
     """The loop's evaluation hook, or None when eval_every_steps is 0 (or absent) or the
     task declares no evaluator.
 
     Built before training, so a missing extractor fails before anything is written.
-    Calling it with a host state writes the results under <workdir>/eval/ and returns
-    their scalars.
     """
     if not config.get("eval_every_steps", 0) or not task.evaluators:
         return None
-    evaluators = build(config, task)
-
-    def evaluate(state, step: int) -> dict[str, float]:
-        out = {}
-        for result in _run_all(evaluators, state, step, workdir, config.num_train_steps):
-            result.pop("path", None)
-            out.update(scalars(result))
-        return out
-
-    return evaluate
+    return LoopEvaluator(build(config, task), workdir, config.num_train_steps)
 
 
 def evaluate_workdir(workdir, num: int | None = None, seed: int | None = None, *,
                      extractor_workdir=None, extractor: Extractor | None = None,
-                     step: int | None = None, generator: str = "ema",
+                     step: int | str | None = None, generator: str = "ema",
                      write: bool = True,
                      train_classifier: Callable[[ml_collections.ConfigDict, Path], Any]
                      | None = None) -> dict:
-    """Evaluates a run's newest checkpoint (or `step`) with the evaluators its task
+    """Evaluates a run's newest checkpoint (or `step`: a step number, 'latest' or 'best',
+    as `genjax.load_run` takes it) with the evaluators its task
     declares, writes their results under <workdir>/eval/ and returns the first (see the
     module docstring; a task with several returns the others under 'others').
 

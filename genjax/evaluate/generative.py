@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 from genjax import data
-from genjax.checkpoint import library_versions
+from genjax.checkpoint import Quality, library_versions
 from genjax.errors import ConfigError
 from genjax.evaluate import metrics
 from genjax.evaluate.extractors import (ClassifierExtractor, Extractor,
@@ -143,6 +143,7 @@ class GenerativeEvaluator:
     needs_classifier = True  # without an extractor given, the default classifier's features
     scalars = staticmethod(generative_scalars)
     table = staticmethod(generative_table)
+    quality = Quality("eval/fd", "min")  # the run's best checkpoint is its lowest FD
 
     def __init__(self, config: ml_collections.ConfigDict, spec: data.DataSpec,
                  extractor: Extractor, *, num: int | None = None, seed: int | None = None,
@@ -224,6 +225,7 @@ class ClassifierEvaluator:
     kind = "classification"
     scalars = staticmethod(classification_scalars)
     table = staticmethod(classification_table)
+    quality = Quality("eval/accuracy", "max")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: data.DataSpec):
         self.config = config

@@ -90,7 +90,12 @@ def test_loop_evaluates_and_logs(runs):
     extractor = extractors.ClassifierExtractor.from_workdir(root / "clf")
     assert result["protocol"]["extractor"]["sha256"] == extractor.sha256
     assert result["protocol"]["extractor"]["test_accuracy"] is not None
-    assert {"eval/fd", "eval/kid", "eval/precision", "eval_floor/fd"} <= _scalar_tags(root / "gan")
+    assert {"eval/fd", "eval/kid", "eval/precision", "eval_floor/fd",
+            "eval/best_fd"} <= _scalar_tags(root / "gan")
+    # A GAN's best checkpoint is its lowest FD (the only evaluation here: step 2).
+    best = json.loads((root / "gan" / "eval" / "best.json").read_text())
+    assert (best["step"], best["metric"], best["mode"]) == (2, "eval/fd", "min")
+    assert best["value"] == result["generated"]["fd"]
 
 
 def _scalar_tags(workdir):
