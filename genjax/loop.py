@@ -470,6 +470,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     training, each after the newest checkpoint is committed.
     """
     workdir = Path(workdir)
+    config = tasks.complete(config)  # a config file written before fields were added
     module = tasks.validate(config)  # pure: no JAX, no disk
     _check_workdir_config(workdir, config)
     spec = module.data_spec(config)

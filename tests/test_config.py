@@ -118,3 +118,26 @@ def test_every_default_field_is_commented():
             if re.match(r"\s+(c|d)(\.\w+)+ = ", line) and "ConfigDict()" not in line:
                 above = lines[i - 1].strip() if i else ""
                 assert "#" in line or above.startswith("#"), line
+
+
+def test_complete_adds_only_the_fields_a_config_lacks():
+    """An older config (without fields added since) gets them at their defaults; its own
+    values, and a misspelt or mistyped field, are left for validate to judge."""
+    from genjax import tasks
+    from genjax.errors import ConfigError
+
+    old = tasks.defaults("gan")
+    old.seed = 7
+    del old.model["d_norm"]
+    del old["augment"]
+    full = tasks.complete(old)
+    assert full.model.d_norm == "batch" and full.augment == "" and full.seed == 7
+    tasks.validate(full)
+    typo = tasks.defaults("gan")
+    typo.model.g_widht = 3
+    with pytest.raises(ConfigError, match="g_widht"):
+        tasks.validate(tasks.complete(typo))
+    wrong = tasks.defaults("gan").to_dict()
+    wrong["seed"] = "one"
+    with pytest.raises(ConfigError, match="'seed' must be a int"):
+        tasks.validate(tasks.complete(ml_collections.ConfigDict(wrong)))

@@ -35,6 +35,8 @@ import pkgutil
 from types import ModuleType
 from typing import Any, Callable, Mapping, NamedTuple
 
+import ml_collections
+
 from genjax import config as config_lib
 from genjax.errors import ConfigError
 
@@ -110,15 +112,27 @@ def defaults(name: str):
 
 
 def complete(config):
-    """A saved config (a workdir's config.json) with the fields this version of its task
-    added since the run was written, at their defaults (each new field's default keeps
-    the behaviour the run was trained with). A config of an unknown task is returned
-    as it is, for `validate` to report."""
+    """`config` with the fields this version of its task added since it was written (a
+    workdir's config.json, a config file of an older version), at their defaults; each
+    new field's default keeps the behaviour the config had. Only missing fields are
+    added: a misspelt or mistyped one is left for `validate` to report. A config of an
+    unknown task is returned as it is."""
     if "task" not in config or config.task not in available():
         return config
-    full = defaults(config.task)
-    full.update(config)
-    return full
+    out = ml_collections.ConfigDict(config.to_dict())
+    for name, value in config_lib.flatten(defaults(config.task)).items():
+        *sections, leaf = name.split(".")
+        node = out
+        for section in sections:
+            if section not in node:
+                node[section] = ml_collections.ConfigDict()
+            node = node[section]
+            if not isinstance(node, ml_collections.ConfigDict):
+                break  # a mistyped section: validate names it
+        else:
+            if leaf not in node:
+                node[leaf] = value
+    return out
 
 
 def data_spec(config):
