@@ -58,6 +58,7 @@ RECIPES = {
     "plain32_sn": ({**PLAIN32, "model.d_norm": "spectral"}, 2400),
     # gamma as StyleGAN2-ADA's CIFAR-10 (32x32) setting
     "plain32_r1": ({**PLAIN32, "r1_weight": 0.01}, 2400),
+    "plain32_lr": ({**PLAIN32, "g_learning_rate": 4e-4, "d_learning_rate": 4e-4}, 2400),
 }
 
 
