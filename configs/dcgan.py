@@ -9,11 +9,11 @@ normalisation, EMA on and off; 2 seeds each), this one reached the lowest FD on 
 test split within 300 s of wall time on 2 CPU cores, start-up included (README,
 "Quality per second"). About 5 minutes here: 2,800 iterations at about 10.7 per
 second after about 18 s of start-up and compilation (3,000 iterations took 314 s with an
-empty compilation cache, 18:12 UTC on a quiet machine).
+empty compilation cache on a quiet machine).
 
 With 1,500 training images the discriminator is the player to restrain: spectral
-normalisation bounds it without slowing it down, where dropout and a 4x smaller
-discriminator learning rate (the earlier default, at 16x16) only delay its win.
+normalisation bounds it for about 8% more time per iteration, where dropout and a 4x
+smaller discriminator learning rate (the earlier default, at 16x16) only delay its win.
 
 Real datasets (prepare them first, see the README), e.g. MNIST:
 
