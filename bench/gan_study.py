@@ -228,6 +228,9 @@ def _plot(curves, args) -> None:
     ax.set_xlabel("wall time of the whole command on 2 CPU cores (s, start-up included)")
     ax.set_ylabel("FD on the test split (lower is better)")
     ax.set_yscale("log")
+    ticks = [5, 6, 8, 10, 15, 20, 30, 40]
+    ax.set_yticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_title("DCGAN recipes on the embedded digits: FD against seconds (EMA generator)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

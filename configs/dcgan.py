@@ -12,7 +12,7 @@ second after about 18 s of start-up and compilation (3,000 iterations took 314 s
 empty compilation cache on a quiet machine).
 
 With 1,500 training images the discriminator is the player to restrain: spectral
-normalisation bounds it for about 8% more time per iteration, where dropout and a 4x
+normalisation bounds it for about 9% more time per iteration, where dropout and a 4x
 smaller discriminator learning rate (the earlier default, at 16x16) only delay its win.
 
 Real datasets (prepare them first, see the README), e.g. MNIST:
