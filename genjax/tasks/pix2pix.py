@@ -95,7 +95,8 @@ def defaults() -> ml_collections.ConfigDict:
     c.adam_b1 = 0.5
     c.adam_b2 = 0.999
     c.lr_constant_steps = -1  # Steps at the full rate; -1 = num_train_steps // 2.
-    c.lr_decay_steps = -1  # Steps of linear decay to 0 after them; -1 = the rest of the run.
+    # Steps of linear decay to 0 after them; -1 = the rest of the run; 0 = no decay.
+    c.lr_decay_steps = -1
 
     c.eval = ml_collections.ConfigDict()  # How genjax.evaluate measures this run.
     c.eval.split = "test"  # Held-out pairs: the pictures' and the measurement's.
@@ -183,7 +184,7 @@ def build_models(config, input_channels: int, target_channels: int):
 
 def learning_rate_schedule(learning_rate: float, constant_steps: int, decay_steps: int):
     """lr_t = lr·(1 - max(0, t + 1 - C)/(D + 1)) for t < C + D, then 0: the reference's
-    'linear' policy (its lambda of the epoch) per step."""
+    'linear' policy (its lambda of the epoch) per step. D = 0: lr throughout."""
     if decay_steps <= 0:
         return optax.constant_schedule(learning_rate)
     return optax.join_schedules(
