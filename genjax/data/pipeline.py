@@ -49,6 +49,18 @@ EMBEDDED = {
 }
 
 
+# An embedded paired dataset whose targets are the images of an 'images' dataset -> that
+# dataset: its evaluation classifier (runs/classifier_<that dataset>) is the one that
+# judges translated images. The splits are the same, so it never saw a test target.
+TARGETS_OF = {"digits_upsample": "digits"}
+
+
+def classifier_dataset(name: str) -> str:
+    """The dataset whose evaluation classifier judges images of `name`: `name` itself,
+    or for a paired dataset in TARGETS_OF the dataset its targets come from."""
+    return TARGETS_OF.get(name, name)
+
+
 def prepare_embedded(name: str, data_dir: str | os.PathLike | None = None):
     """Prepares the embedded dataset `name` (a key of EMBEDDED) unless already prepared."""
     module, _, function = EMBEDDED[name].partition(":")
