@@ -246,3 +246,7 @@ def test_photos_colour_figures(tmp_path_factory):
     assert "fd" not in out and "accuracy" not in out
     assert set(perfect["protocol"]["skipped"]) == {"fd", "accuracy"}
     assert "not measured: fd" in evaluator.table(perfect)
+    # The README's no-learning figures: the baseline row, without any run.
+    alone = translation.no_learning("photo_colour", 32, data_dir=data_dir)
+    assert alone["outputs"] == pytest.approx(base)
+    assert alone["baseline"] == pytest.approx(base)
