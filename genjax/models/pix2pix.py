@@ -183,7 +183,9 @@ class UNetGenerator(nn.Module):
             h = UpConv(widths[i - 1], use_bias=False, name=f"up_{i}", **conv)(h)
             h = norm(f"up_norm_{i}")(h)
             if i in with_dropout:
-                h = GlobalDropout(self.dropout_rate, self.axis_name,
+                # The global mask only in training (under pmap); at evaluation, with
+                # dropout on request, outside pmap: a plain mask, as BatchNorm's axis.
+                h = GlobalDropout(self.dropout_rate, self.axis_name if train else None,
                                   name=f"dropout_{i}")(h, deterministic=not dropout)
             if self.skips:
                 h = jnp.concatenate([inputs[i], h], axis=-1)
