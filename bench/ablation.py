@@ -12,6 +12,12 @@ Studies (STUDIES below):
   accuracy, overall FD, intra-class FD, diversity within a class, D's matched-vs-
   mismatched AUC on real test pairs) in the features of the evaluation classifier
   `--classifier`.
+- `pix2pix` (grey -> colour photo patches, configs/pix2pix.py) and `pix2pix_digits`
+  (4x4 -> 16x16 digits, configs/pix2pix_digits.py): the paper's Tables 1-2, L1 only /
+  GAN only / L1 + GAN, and the U-Net against the same encoder-decoder without skips; the
+  'translation' measurement (L1, PSNR, SSIM; colourfulness and Lab histogram overlap of
+  the photographs; FD and the classifier's accuracy against the input's label of the
+  digits).
 
 Phases:
 - `train` runs `train.py --config=<the study's config>` with each recipe's overrides and
@@ -72,6 +78,25 @@ def _conditional_floor(r: dict) -> dict:
             "label_accuracy": cond["real_accuracy"]}
 
 
+def _translation_figures(r: dict) -> dict:
+    return dict(r["outputs"])
+
+
+def _translation_floor(r: dict) -> dict:
+    return {k: v for k, v in r["targets"].items() if isinstance(v, (int, float))}
+
+
+# The paper's Tables 1-2 (Isola et al. 2017): the loss and the generator's skips.
+PIX2PIX_RECIPES = {
+    "l1": {"gan_weight": 0.0, "l1_weight": 100.0, "model.skips": True},
+    "gan": {"gan_weight": 1.0, "l1_weight": 0.0, "model.skips": True},
+    "l1_gan": {"gan_weight": 1.0, "l1_weight": 100.0, "model.skips": True},
+    "encdec_l1": {"gan_weight": 0.0, "l1_weight": 100.0, "model.skips": False},
+    "encdec_l1_gan": {"gan_weight": 1.0, "l1_weight": 100.0, "model.skips": False},
+}
+PIX2PIX_RECIPE_COLUMNS = (("G's losses: adversarial weight", "gan_weight"),
+                          ("L1 weight", "l1_weight"), ("U-Net skips", "model.skips"))
+
 STUDIES = {
     "cgan": Study(
         config="configs/cgan.py",
@@ -88,6 +113,22 @@ STUDIES = {
                  ("D's matched/mismatched AUC", "d_match_auc", 3)),
         figures=_conditional_figures, floor=_conditional_floor,
         floor_label="*real test digits (floor)*"),
+    "pix2pix": Study(
+        config="configs/pix2pix.py", recipes=PIX2PIX_RECIPES, steps=1500,
+        recipe_columns=PIX2PIX_RECIPE_COLUMNS,
+        columns=(("L1", "l1", 3), ("PSNR", "psnr", 2), ("SSIM", "ssim", 3),
+                 ("colourfulness / targets'", "colourfulness_ratio", 2),
+                 ("Lab a overlap", "lab_a_intersection", 2),
+                 ("Lab b overlap", "lab_b_intersection", 2)),
+        figures=_translation_figures, floor=_translation_floor,
+        floor_label="*true colours*", needs_classifier=False),
+    "pix2pix_digits": Study(
+        config="configs/pix2pix_digits.py", recipes=PIX2PIX_RECIPES, steps=1500,
+        recipe_columns=PIX2PIX_RECIPE_COLUMNS,
+        columns=(("L1", "l1", 3), ("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("FD", "fd", 2),
+                 ("classifier accuracy", "accuracy", 3)),
+        figures=_translation_figures, floor=_translation_floor,
+        floor_label="*real 16x16 digits*"),
 }
 
 
