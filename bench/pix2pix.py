@@ -219,6 +219,11 @@ def torch_worker(shape: dict, device: str = "cpu"):
             run_steps, final)
 
 
+def _own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def worker_main(spec: str) -> None:
     """A worker: build, warm up, print READY; then serve 'RUN k' lines with one timed
     window each (WINDOW line) until 'STOP' (FINAL line)."""
@@ -243,9 +248,13 @@ def worker_main(spec: str) -> None:
             continue
         if cmd[0] == "RUN":
             k = int(cmd[1])
+            own0 = _own_cpu_seconds()
             wall, foreign = foreign_fraction(lambda: run_steps(k))
+            # CPUs this side kept busy on average (at most --threads).
+            own = (_own_cpu_seconds() - own0) / wall
             print("WINDOW " + json.dumps({"steps": k, "wall_s": wall, "foreign": foreign,
-                                          "steps_per_sec": k / wall}), flush=True)
+                                          "own_cpus": own, "steps_per_sec": k / wall}),
+                  flush=True)
         elif cmd[0] == "STOP":
             r = resource.getrusage(resource.RUSAGE_SELF)
             print("FINAL " + json.dumps({**final(), "peak_rss_mb": r.ru_maxrss / 1024}),
@@ -322,9 +331,11 @@ def bench_shape(name: str, a, env: dict) -> dict:
         pair["disturbed"] = any(pair[s]["foreign"] > MAX_FOREIGN for s in ("genjax", "torch"))
         pairs.append(pair)
         print(f"  pair {len(pairs)}: genjax {pair['genjax']['steps_per_sec']:.3f} steps/s "
-              f"(others {100 * pair['genjax']['foreign']:.0f}% CPU), torch "
+              f"(others {100 * pair['genjax']['foreign']:.0f}% of the CPUs, it "
+              f"{pair['genjax']['own_cpus']:.2f} CPUs), torch "
               f"{pair['torch']['steps_per_sec']:.3f} (others "
-              f"{100 * pair['torch']['foreign']:.0f}%), ratio {pair['ratio']:.2f}"
+              f"{100 * pair['torch']['foreign']:.0f}%, it {pair['torch']['own_cpus']:.2f}), "
+              f"ratio {pair['ratio']:.2f}"
               + ("  (disturbed)" if pair["disturbed"] else ""), flush=True)
     quiet = [p for p in pairs if not p["disturbed"]]
     used = quiet if len(quiet) >= a.repeats else pairs

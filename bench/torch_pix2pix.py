@@ -18,7 +18,8 @@ before a norm has a bias:
 Dropout is on in the `dropout_blocks` middle blocks next to the innermost (the reference:
 depth - 5 of them, i.e. 3 in `unet_256`, all of width ngf·8). The reference's
 activations are in place, so the LeakyReLU at the start of a block also rewrites the `x`
-its skip connection concatenates: the skips carry LeakyReLU(x). This port keeps that.
+its skip connection concatenates; this port keeps that. It changes nothing computed: the
+concatenation goes straight into the outer level's ReLU, and ReLU(LeakyReLU(x)) = ReLU(x).
 
 Discriminator (PatchGAN, `n_layers` = 3 gives 70x70 receptive fields), on
 cat(input, output) channels:
@@ -100,7 +101,7 @@ class SkipBlock(nn.Module):
         if self.outermost:
             return self.model(x)
         # The in-place LeakyReLU inside self.model rewrites x before the concatenation
-        # reads it, as in the reference.
+        # reads it, as in the reference (harmless: the outer level applies ReLU next).
         return torch.cat([x, self.model(x)], 1)
 
 
