@@ -1,0 +1,272 @@
+"""Ablations of a family's recipes at the same budget and several seeds: the tables of
+the README's family sections.
+
+    python bench/ablation.py STUDY train    --out=DIR   # every recipe x seed
+    python bench/ablation.py STUDY evaluate --out=DIR   # the task's own measurement
+    python bench/ablation.py STUDY time     --out=DIR   # iterations/s (quiet machine!)
+    python bench/ablation.py STUDY report   --out=DIR   # table.md and summary.json
+
+Studies (STUDIES below):
+- `cgan`: how D sees the label (concat / projection / AC-GAN), each with and without
+  the matching-aware term, on configs/cgan.py; the 'conditional' measurement (label
+  accuracy, overall FD, intra-class FD, diversity within a class, D's matched-vs-
+  mismatched AUC on real test pairs) in the features of the evaluation classifier
+  `--classifier`.
+
+Phases:
+- `train` runs `train.py --config=<the study's config>` with each recipe's overrides and
+  seed for `--steps` iterations (every recipe the same), with evaluation during training
+  off.
+- `evaluate` measures the final checkpoint with the task's declared measurement
+  (`python -m genjax.evaluate`'s protocol, `--num` images, seed 0).
+- `time` runs each recipe exactly as a user would (`train.py`, fresh workdir) at two
+  iteration counts, interleaved, and fits t(N) = start + N / rate (medians of the
+  repeats): the whole command's wall time at the ablation's budget is start + steps/rate.
+- `report` writes `table.md` and `summary.json` (means and ranges over seeds).
+
+Quality and time are measured apart so that only `time` needs a quiet machine. The
+recipes set every studied field explicitly, so they do not depend on the defaults of
+the study's config at the time of running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    config: str  # relative to the repository root
+    recipes: dict  # name -> {config field: value}
+    steps: int  # the default budget (iterations), the same for every recipe
+    recipe_columns: tuple  # (header, config field) shown for each recipe
+    columns: tuple  # (header, figure, digits) of the table
+    figures: Callable[[dict], dict]  # a measurement's result -> {figure: value}
+    floor: Callable[[dict], dict]  # ... -> the reference row's figures (or {})
+    floor_label: str = "*reference*"
+    needs_classifier: bool = True
+
+
+def _conditional_figures(r: dict) -> dict:
+    cond = r["conditional"]
+    return {"fd": r["generated"]["fd"], "label_accuracy": cond["label_accuracy"],
+            "intra_fd_mean": cond["intra_fd_mean"], "diversity_mean": cond["diversity_mean"],
+            "d_match_auc": cond.get("d_match_auc")}
+
+
+def _conditional_floor(r: dict) -> dict:
+    cond = r["conditional"]
+    return {"fd": r["floor"]["fd"], "intra_fd_mean": cond["floor"]["intra_fd_mean"],
+            "diversity_mean": cond["floor"]["diversity_mean"],
+            "label_accuracy": cond["real_accuracy"]}
+
+
+STUDIES = {
+    "cgan": Study(
+        config="configs/cgan.py",
+        # configs/cgan.py supplies the rest: 16x16 digits, widths 64/32, both lr 2e-4
+        recipes={f"{conditioning}_w{weight:g}": {"model.conditioning": conditioning,
+                                                 "matching_weight": weight}
+                 for conditioning in ("concat", "projection", "acgan")
+                 for weight in (0.0, 0.5)},
+        steps=2000,
+        recipe_columns=(("D conditioning", "model.conditioning"),
+                        ("matching weight", "matching_weight")),
+        columns=(("label accuracy", "label_accuracy", 3), ("FD", "fd", 2),
+                 ("intra-class FD", "intra_fd_mean", 2), ("diversity", "diversity_mean", 2),
+                 ("D's matched/mismatched AUC", "d_match_auc", 3)),
+        figures=_conditional_figures, floor=_conditional_floor,
+        floor_label="*real test digits (floor)*"),
+}
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return env
+
+
+def _command(study: Study, recipe: dict, workdir: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), f"--config={ROOT / study.config}",
+            f"--workdir={workdir}", *[f"--config.{k}={v}" for k, v in recipe.items()],
+            "--config.eval_every_steps=0", *extra]
+
+
+def train(study: Study, args) -> None:
+    for seed in args.seeds:  # seed-major: a stopped study has every recipe at seed 0 first
+        for name in args.recipes:
+            workdir = args.out / "runs" / f"{name}_s{seed}"
+            if (workdir / "done").exists():
+                continue
+            extra = [f"--config.seed={seed}", f"--config.num_train_steps={args.steps}",
+                     f"--config.checkpoint_every_steps={args.steps}",
+                     f"--config.sample_every_steps={args.steps}",
+                     f"--config.log_every_steps={max(1, args.steps // 10)}"]
+            print(f"== train {name} seed {seed}: {args.steps} iterations", flush=True)
+            start = time.perf_counter()
+            with open(args.out / f"train_{name}_s{seed}.log", "w") as log:
+                code = subprocess.run(_command(study, study.recipes[name], workdir, extra),
+                                      stdout=log, stderr=subprocess.STDOUT,
+                                      env=_env()).returncode
+            if code:
+                print(f"   failed (exit {code}), see {log.name}", flush=True)
+            else:
+                (workdir / "done").write_text(f"{time.perf_counter() - start:.1f}\n")
+
+
+def evaluate(study: Study, args) -> None:
+    sys.path.insert(0, str(ROOT))
+    from genjax.evaluate.evaluator import evaluate_workdir
+    from genjax.evaluate.extractors import load_extractor
+
+    extractor = (load_extractor(f"classifier:{args.classifier}")
+                 if study.needs_classifier else None)
+    path = args.out / "quality.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for seed in args.seeds:
+        for name in args.recipes:
+            workdir = args.out / "runs" / f"{name}_s{seed}"
+            key = f"{name}/{seed}"
+            if key in results or not (workdir / "done").exists():
+                continue
+            r = evaluate_workdir(workdir, num=args.num, seed=0, extractor=extractor,
+                                 write=False)
+            results[key] = {"step": r["step"], **study.figures(r)}
+            results.setdefault("floor", study.floor(r))
+            print(key, {k: round(v, 3) for k, v in results[key].items() if v is not None},
+                  flush=True)
+            path.write_text(json.dumps(results, indent=1))
+
+
+def _timed(study: Study, recipe: dict, steps: int, workdir: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(_command(study, recipe, workdir, [f"--config.num_train_steps={steps}",
+                                                     f"--config.checkpoint_every_steps={steps}",
+                                                     f"--config.sample_every_steps={steps}"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=_env())
+    return time.perf_counter() - start
+
+
+def time_recipes(study: Study, args) -> None:
+    import shutil
+
+    path = args.out / "timing.json"
+    timing = json.loads(path.read_text()) if path.exists() else {}
+    for _ in range(args.repeats):
+        for name in args.recipes:
+            for steps in (args.short, args.long):
+                workdir = args.out / "timing_runs" / name
+                shutil.rmtree(workdir, ignore_errors=True)
+                seconds = _timed(study, study.recipes[name], steps, workdir)
+                timing.setdefault(name, {}).setdefault(str(steps), []).append(seconds)
+                print(f"{name} {steps} iterations: {seconds:.1f} s", flush=True)
+                path.write_text(json.dumps(timing, indent=1))
+
+
+def fit(runs: dict) -> tuple[float, float]:
+    """(start seconds, iterations per second) of t(N) = start + N / rate through the
+    medians at the two lengths."""
+    (n1, t1), (n2, t2) = sorted((int(n), statistics.median(ts)) for n, ts in runs.items())
+    rate = (n2 - n1) / (t2 - t1)
+    return t1 - n1 / rate, rate
+
+
+def _span(values) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def _cell(span: dict, digits: int) -> str:
+    if span["mean"] is None:
+        return "-"
+    if span["n"] == 1 or round(span["min"], digits) == round(span["max"], digits):
+        return f"{span['mean']:.{digits}f}"
+    return f"{span['min']:.{digits}f}–{span['max']:.{digits}f}"
+
+
+def report(study: Study, args) -> None:
+    quality = json.loads((args.out / "quality.json").read_text())
+    timing_path = args.out / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    floor = quality.get("floor", {})
+    summary = {"config": study.config, "steps": args.steps, "num": args.num, "floor": floor,
+               "recipes": {}}
+    for name in args.recipes:
+        rows = {k: v for k, v in quality.items() if k.split("/")[0] == name}
+        entry = {figure: _span(r.get(figure) for r in rows.values())
+                 for _, figure, _ in study.columns}
+        entry["overrides"] = study.recipes[name]
+        entry["seeds"] = sorted(int(k.split("/")[1]) for k in rows)
+        if name in timing and len(timing[name]) == 2:
+            start, rate = fit(timing[name])
+            entry.update(iterations_per_second=rate, start_seconds=start,
+                         command_seconds=start + args.steps / rate)
+        summary["recipes"][name] = entry
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+    headers = [h for h, _ in study.recipe_columns] + [h for h, _, _ in study.columns]
+    headers += ["seeds", "it/s", "command s"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for name in args.recipes:
+        e = summary["recipes"][name]
+        recipe = study.recipes[name]
+        cells = [f"{recipe[field]:g}" if isinstance(recipe[field], float) else str(recipe[field])
+                 for _, field in study.recipe_columns]
+        cells += [_cell(e[figure], digits) for _, figure, digits in study.columns]
+        cells.append(str(len(e["seeds"])))
+        cells += ([f"{e['iterations_per_second']:.1f}", f"{e['command_seconds']:.0f}"]
+                  if "iterations_per_second" in e else ["-", "-"])
+        lines.append("| " + " | ".join(cells) + " |")
+    if floor:
+        cells = [study.floor_label] + [""] * (len(study.recipe_columns) - 1)
+        cells += [f"{floor[figure]:.{digits}f}" if floor.get(figure) is not None else ""
+                  for _, figure, digits in study.columns]
+        lines.append("| " + " | ".join(cells + ["", "", ""]) + " |")
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("phase", choices=("train", "evaluate", "time", "report"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Directory of the study's runs and results (default: ablation_STUDY).")
+    parser.add_argument("--recipes", nargs="*", default=None)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--classifier", default="runs/classifier_digits")
+    parser.add_argument("--short", type=int, default=50)
+    parser.add_argument("--long", type=int, default=400)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    study = STUDIES[args.study]
+    args.out = args.out or Path(f"ablation_{args.study}")
+    args.recipes = args.recipes or list(study.recipes)
+    args.steps = args.steps or study.steps
+    args.out.mkdir(parents=True, exist_ok=True)
+    unknown = set(args.recipes) - set(study.recipes)
+    if unknown:
+        parser.error(f"unknown recipes {sorted(unknown)}; known: {list(study.recipes)}")
+    {"train": train, "evaluate": evaluate, "time": time_recipes,
+     "report": report}[args.phase](study, args)
+
+
+if __name__ == "__main__":
+    main()
