@@ -9,7 +9,8 @@ depth 8 and ngf 64 is the reference's `unet_256`), built from the inside out as 
 skip blocks. With norm = BatchNorm (affine, momentum 0.1, eps 1e-5) no convolution
 before a norm has a bias:
 
-  outermost  x -> Conv(in, w0, 4, 2, 1) -> [inner] -> ReLU -> ConvT(2·w0, out, 4, 2, 1, bias) -> tanh
+  outermost  x -> Conv(in, w0, 4, 2, 1) -> [inner] -> ReLU
+               -> ConvT(2·w0, out, 4, 2, 1, bias) -> tanh
   middle i   x -> LReLU(0.2) -> Conv(w_{i-1}, w_i) -> BN -> [inner] -> ReLU
                -> ConvT(2·w_i, w_{i-1}) -> BN [-> Dropout(0.5)]; output cat(x, that)
   innermost  x -> LReLU(0.2) -> Conv(w_{d-2}, w_{d-1}) (no norm: 1x1 at the bottleneck)
