@@ -20,7 +20,9 @@ def reference_unet_parameters(input_nc, output_nc, num_downs, ngf, batch_norm=Tr
     UnetSkipConnectionBlock's definition: downconv (input -> inner, bias only with
     instance norm), downnorm (middle blocks), upconv (2·inner -> outer, inner for the
     innermost; bias with instance norm, always at the outermost), upnorm (not outermost);
-    BatchNorm2d has a weight and a bias, InstanceNorm2d(affine=False) none."""
+    BatchNorm2d has a weight and a bias, InstanceNorm2d(affine=False) none. With instance
+    norm, genjax drops the biases of the convolutions followed by a norm (cancelled by
+    it): only the outermost and innermost down convolutions keep theirs."""
     bias = 0 if batch_norm else 1
     norm = 2 if batch_norm else 0
     inner_of = [ngf * min(2 ** i, 8) for i in range(num_downs)]
@@ -28,24 +30,27 @@ def reference_unet_parameters(input_nc, output_nc, num_downs, ngf, batch_norm=Tr
     for i, inner in enumerate(inner_of):
         outer = output_nc if i == 0 else inner_of[i - 1]
         cin = input_nc if i == 0 else inner_of[i - 1]
-        total += cin * inner * 16 + bias * inner
-        if 0 < i < num_downs - 1:
+        normed = 0 < i < num_downs - 1
+        total += cin * inner * 16 + (0 if normed else bias) * inner
+        if normed:
             total += norm * inner
         up_in = inner if (i == num_downs - 1 or not skips) else 2 * inner
-        total += up_in * outer * 16 + (outer if i == 0 else bias * outer)
+        total += up_in * outer * 16 + (outer if i == 0 else 0)
         if i > 0:
             total += norm * outer
     return total
 
 
 def reference_patchgan_parameters(input_nc, ndf, n_layers, batch_norm=True):
-    bias = 0 if batch_norm else 1
+    """NLayerDiscriminator's parameters: first and last convolutions with bias, the
+    others without (the reference's with BatchNorm; genjax drops them with instance norm
+    too, see above)."""
     norm = 2 if batch_norm else 0
     total = input_nc * ndf * 16 + ndf
     prev = ndf
     for n in range(1, n_layers + 1):
         cur = ndf * min(2 ** n, 8)
-        total += prev * cur * 16 + bias * cur + norm * cur
+        total += prev * cur * 16 + norm * cur
         prev = cur
     return total + prev * 16 + 1
 
