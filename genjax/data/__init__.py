@@ -1,4 +1,5 @@
-"""Input data: TFDS data_source -> grain pipelines, and the embedded `digits` dataset.
+"""Input data: TFDS data_source -> grain pipelines, and the embedded datasets ('digits';
+the paired 'digits_upsample' and 'photo_colour').
 
 Tasks describe their batches with a `DataSpec` (`genjax.data.spec`: the layouts
 'images', 'paired', 'unpaired', 'captioned', from TFDS or image folders); `meta`,
@@ -10,6 +11,7 @@ from genjax.data.pipeline import (
     DatasetMeta,
     DatasetNotAvailableError,
     Pipeline,
+    classifier_dataset,
     dataset_meta,
     dataset_source,
     make_pipeline,
@@ -35,4 +37,5 @@ __all__ = [
     "dataset_source",
     "make_pipeline",
     "prepare_digits",
+    "classifier_dataset",
 ]

@@ -100,8 +100,15 @@ def prepare_digits(data_dir: str | os.PathLike | None = None) -> tfds.core.Datas
     Offline and fast (about a second). `data_dir=None` means TFDS's default data directory
     (`TFDS_DATA_DIR` or ~/tensorflow_datasets). Returns the prepared builder.
     """
-    builder = Digits(data_dir=None if data_dir is None else os.fspath(data_dir),
-                     file_format="array_record")
+    return prepare_builder(Digits, data_dir)
+
+
+def prepare_builder(builder_class, data_dir: str | os.PathLike | None = None
+                    ) -> tfds.core.DatasetBuilder:
+    """Prepares an embedded dataset's builder (one that downloads nothing) in array_record
+    format under `data_dir` unless already there; returns the prepared builder."""
+    builder = builder_class(data_dir=None if data_dir is None else os.fspath(data_dir),
+                            file_format="array_record")
     if not builder.is_prepared():
         if not sys.stderr.isatty():
             # TFDS draws tqdm bars on stderr; into a log file or a pipe they are only

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import os
 import shlex
 from typing import Any, Mapping, Sequence
@@ -24,7 +25,6 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from genjax.data import digits as digits_lib
 from genjax.errors import GenjaxError
 
 # One background thread prefetches whole batches while the training step runs. Batches are
@@ -37,6 +37,34 @@ DEFAULT_PREFETCH_BATCHES = 8  # grain's default buffer (500 elements) is 500 *ba
 
 class DatasetNotAvailableError(GenjaxError, RuntimeError):
     """The dataset is unknown to TFDS or not prepared (in array_record format) locally."""
+
+
+# The embedded datasets: TFDS builders that genjax prepares offline on first use, by name
+# -> 'module:prepare function' (imported then: importing a builder's module registers it
+# with TFDS).
+EMBEDDED = {
+    "digits": "genjax.data.digits:prepare_digits",
+    "digits_upsample": "genjax.data.digits_upsample:prepare",
+    "photo_colour": "genjax.data.photo_colour:prepare",
+}
+
+
+# An embedded paired dataset whose targets are the images of an 'images' dataset -> that
+# dataset: its evaluation classifier (runs/classifier_<that dataset>) is the one that
+# judges translated images. The splits are the same, so it never saw a test target.
+TARGETS_OF = {"digits_upsample": "digits"}
+
+
+def classifier_dataset(name: str) -> str:
+    """The dataset whose evaluation classifier judges images of `name`: `name` itself,
+    or for a paired dataset in TARGETS_OF the dataset its targets come from."""
+    return TARGETS_OF.get(name, name)
+
+
+def prepare_embedded(name: str, data_dir: str | os.PathLike | None = None):
+    """Prepares the embedded dataset `name` (a key of EMBEDDED) unless already prepared."""
+    module, _, function = EMBEDDED[name].partition(":")
+    return getattr(importlib.import_module(module), function)(data_dir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +117,8 @@ def _unknown_name_message(name: str) -> str:
     close = difflib.get_close_matches(_base_name(name), known, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (
-        f"{name!r} is not a TFDS dataset name.{hint} genjax's embedded dataset is 'digits'; "
+        f"{name!r} is not a TFDS dataset name.{hint} genjax's embedded datasets are "
+        f"{', '.join(repr(e) for e in EMBEDDED)}; "
         "list the TFDS names with `python -c \"import tensorflow_datasets as tfds; "
         "print(tfds.list_builders(with_community_datasets=False))\"` or see the TFDS "
         "catalog (https://www.tensorflow.org/datasets/catalog/overview)."
@@ -97,11 +126,11 @@ def _unknown_name_message(name: str) -> str:
 
 
 def _builder(name: str, data_dir: str | os.PathLike | None) -> tfds.core.DatasetBuilder:
-    """The TFDS builder for `name`, preparing the embedded `digits` dataset on first use."""
+    """The TFDS builder for `name`, preparing an embedded dataset on first use."""
     data_dir = None if data_dir is None else os.fspath(data_dir)
     try:
-        if _base_name(name) == digits_lib.NAME:
-            digits_lib.prepare_digits(data_dir)
+        if _base_name(name) in EMBEDDED:
+            prepare_embedded(_base_name(name), data_dir)
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise DatasetNotAvailableError(_unknown_name_message(name)) from None
@@ -163,8 +192,8 @@ def dataset_source(name: str, split: str, data_dir: str | os.PathLike | None = N
 
     `name` may carry a config and version ('mnist', 'celeb_a:2.1.0'); `split` may be any
     TFDS split string ('train', 'train[:90%]'). `data_dir=None` uses TFDS's default
-    (`TFDS_DATA_DIR` or ~/tensorflow_datasets). The embedded 'digits' is prepared on first
-    use; any other dataset must already be prepared in array_record format, otherwise
+    (`TFDS_DATA_DIR` or ~/tensorflow_datasets). The embedded datasets (EMBEDDED) are
+    prepared on first use; any other dataset must already be prepared in array_record format, otherwise
     `DatasetNotAvailableError` says how to prepare it (this never downloads: offline,
     TFDS's download path retries the network for minutes).
     """

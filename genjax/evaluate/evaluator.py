@@ -16,7 +16,8 @@ result under that name (the classifier's eval/classifier.json).
 Each measurement declares its `quality`, the one figure by which the training loop keeps
 a run's best checkpoint (`genjax.checkpoint.Quality`): 'generative' the Fréchet distance
 (lower is better), 'classification' the accuracy, 'autoencoding' a VAE's IWAE bound and
-an autoencoder's PSNR (higher is better). The first evaluator a task declares decides.
+an autoencoder's PSNR (higher is better), 'translation' the mean L1 distance of the
+outputs to the targets (lower is better). The first evaluator a task declares decides.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from genjax.run import load_run
 MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
             "classification": "genjax.evaluate.generative:ClassifierEvaluator",
             "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator",
-            "conditional": "genjax.evaluate.conditional:ConditionalEvaluator"}
+            "conditional": "genjax.evaluate.conditional:ConditionalEvaluator",
+            "translation": "genjax.evaluate.translation:TranslationEvaluator"}
 _KINDS = {"generative": "generative", "classification": "classification",
           "autoencoder": "autoencoding", "conditional": "conditional"}  # a result's kind -> the measurement that made it
 
@@ -128,6 +130,13 @@ def _run_all(evaluators, state, step: int, workdir, last_step: int | None,
     return results
 
 
+def _needs_classifier(measure_class, config) -> bool:
+    """A measurement's `needs_classifier`: a constant, or a function of the config (the
+    'translation' measurement needs one for the digits, none for photographs)."""
+    needs = getattr(measure_class, "needs_classifier", False)
+    return bool(needs(config) if callable(needs) else needs)
+
+
 def missing_classifier(config: ml_collections.ConfigDict, task, *, extractor_workdir=None,
                        extractor: Extractor | None = None) -> Path | None:
     """Where the default evaluation classifier belongs, when the task's evaluators need one
@@ -137,8 +146,8 @@ def missing_classifier(config: ml_collections.ConfigDict, task, *, extractor_wor
     from_workdir`): the user said which one to use."""
     if extractor is not None or extractor_workdir or eval_settings(config)["classifier_workdir"]:
         return None
-    if not any(entry.measure in MEASURES and getattr(measurement(entry.measure),
-                                                     "needs_classifier", False)
+    if not any(entry.measure in MEASURES and _needs_classifier(measurement(entry.measure),
+                                                               config)
                for entry in task.evaluators.values()):
         return None
     where = default_classifier_workdir(config)

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax.data.pipeline import classifier_dataset
 from genjax.errors import CheckpointError, ConfigError
 from genjax.run import load_run
 from genjax.tasks import classifier
@@ -174,12 +175,14 @@ def has_classifier(workdir) -> bool:
 def classifier_config(run_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The classifier that `genjax.evaluate` trains where a run's default one is missing:
     configs/classifier.py's recipe (`genjax.tasks.classifier.evaluation_recipe`) on the
-    run's dataset and data directory; at the recipe's 16x16 for the embedded digits, at
-    the run's image size for any other dataset."""
+    run's dataset (for a paired dataset made from another's images, that one: the digits
+    for digits_upsample) and data directory; at the recipe's 16x16 for the embedded
+    digits, at the run's image size for any other dataset."""
     config = classifier.evaluation_recipe()
-    config.dataset.name = run_config.dataset.name
+    # A paired dataset made from another's images (digits_upsample) gets that one's.
+    config.dataset.name = classifier_dataset(run_config.dataset.name)
     config.dataset.data_dir = run_config.dataset.data_dir
-    if run_config.dataset.name != "digits":
+    if config.dataset.name != "digits":
         config.image_size = run_config.image_size
     return config
 

@@ -71,7 +71,10 @@ def default_classifier_workdir(config: ml_collections.ConfigDict) -> Path:
     given = eval_settings(config)["classifier_workdir"]
     if given:
         return Path(given)
-    return Path("runs") / f"classifier_{re.sub(r'[^A-Za-z0-9_.-]+', '_', config.dataset.name)}"
+    # A paired dataset made from another's images (digits_upsample's targets are the
+    # digits) is judged by that dataset's classifier.
+    name = data.classifier_dataset(config.dataset.name)
+    return Path("runs") / f"classifier_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
 
 
 def compare(real_features, real_logits, fake_features, fake_logits, *, seed: int) -> dict:
@@ -90,12 +93,13 @@ def compare(real_features, real_logits, fake_features, fake_logits, *, seed: int
 
 def _check_extractor(extractor: Extractor, config) -> None:
     dataset = getattr(extractor, "dataset", None)
-    if dataset is not None and dataset != config.dataset.name:
+    expected = data.classifier_dataset(config.dataset.name)
+    if dataset is not None and dataset != expected:
         raise ConfigError(
             f"The feature extractor ({extractor.describe().get('workdir', extractor.name)}) "
-            f"was trained on {dataset!r}, but this run is on {config.dataset.name!r}: its "
+            f"was trained on {dataset!r}, but this run's images are {expected!r}'s: its "
             "features would not describe these images. Train a classifier on this dataset ("
-            + train_classifier_command(default_classifier_workdir(config), config.dataset.name)
+            + train_classifier_command(default_classifier_workdir(config), expected)
             + ") and evaluate with it.")
 
 
