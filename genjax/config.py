@@ -45,7 +45,7 @@ def base(task: str) -> ml_collections.ConfigDict:
 
 def dataset_fields() -> ml_collections.ConfigDict:
     d = ml_collections.ConfigDict()
-    d.name = "digits"  # Any TFDS image dataset ('mnist', 'cifar10', 'celeb_a', ...).
+    d.name = "digits"  # Any TFDS image dataset ('mnist', 'celeb_a', ...) or an embedded one.
     d.split = "train"  # TFDS split to train on.
     d.data_dir = ""  # TFDS data directory; '' means TFDS's default (TFDS_DATA_DIR).
     return d

@@ -194,9 +194,9 @@ def dataset_source(name: str, split: str, data_dir: str | os.PathLike | None = N
     `name` may carry a config and version ('mnist', 'celeb_a:2.1.0'); `split` may be any
     TFDS split string ('train', 'train[:90%]'). `data_dir=None` uses TFDS's default
     (`TFDS_DATA_DIR` or ~/tensorflow_datasets). The embedded datasets (EMBEDDED) are
-    prepared on first use; any other dataset must already be prepared in array_record format, otherwise
-    `DatasetNotAvailableError` says how to prepare it (this never downloads: offline,
-    TFDS's download path retries the network for minutes).
+    prepared on first use; any other dataset must already be prepared in array_record
+    format, otherwise `DatasetNotAvailableError` says how to prepare it (this never
+    downloads: offline, TFDS's download path retries the network for minutes).
     """
     builder = _builder(name, data_dir)
     data_dir = None if data_dir is None else os.fspath(data_dir)

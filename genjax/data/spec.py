@@ -39,7 +39,9 @@ image_size; labels int32, 0 where a source has none; `meta.num_classes` is None 
 
 Where data come from (`DataSpec.name`):
   - a TFDS dataset name ('mnist', 'celeb_a:2.1.0', 'cycle_gan/horse2zebra',
-    'coco_captions'), read from its prepared array_record files; or the embedded 'digits';
+    'coco_captions'), read from its prepared array_record files; or an embedded one,
+    prepared offline on first use: 'digits' ('images'), 'digits_upsample' and
+    'photo_colour' ('paired': 4x4 -> 16x16 digits; grey -> colour photo patches);
   - 'folder:PATH', a directory of image files (PNG, JPEG, BMP, GIF, TIFF, WebP; decoded
     with PIL, greyscale or RGB; a folder's channel count is its first image's unless
     `channels` says) laid out per layout, one subfolder per split:
@@ -82,7 +84,8 @@ LOAD_SIZE_RATIO = 286 / 256
 class DataSpec:
     """Attributes:
       name: a TFDS dataset name ('mnist', 'celeb_a:2.1.0', 'cycle_gan/horse2zebra'), an
-        embedded one ('digits'), or 'folder:PATH' (see the module docstring).
+        embedded one ('digits', 'digits_upsample', 'photo_colour'), or 'folder:PATH'
+        (see the module docstring).
       split: the split the training pipeline reads.
       eval_split: the held-out split that visuals and evaluators read.
       image_size: images are centre-cropped to a square and resized to this side.

@@ -376,3 +376,28 @@ class TranslationEvaluator:
         for what, why in p["skipped"].items():
             lines.append(f"not measured: {what}: {why}")
         return "\n".join(lines)
+
+
+def no_learning(name: str, image_size: int, *, data_dir: str | None = None,
+                classifier_workdir: str | None = None, num: int | None = None,
+                seed: int = 0) -> dict:
+    """The measurement of the no-learning translator (the input itself as the output) on
+    a paired dataset, without any run: what the 'baseline' row of every evaluation on
+    that dataset holds. `classifier_workdir`: a genjax classifier for FD and accuracy
+    (for digits_upsample, the digits' one); None measures without."""
+    import ml_collections
+
+    config = ml_collections.ConfigDict({
+        "task": "no_learning", "image_size": image_size,
+        "dataset": {"name": name, "split": "train", "data_dir": data_dir or ""},
+        "eval": {"split": "test", "seed": seed, "num_samples": num or 0,
+                 "classifier_workdir": ""}})
+    spec = data.DataSpec(name=name, split="train", eval_split="test", image_size=image_size,
+                         layout="paired", data_dir=data_dir)
+    extractor = None
+    if classifier_workdir:
+        extractor = ClassifierExtractor.from_workdir(classifier_workdir,
+                                                     data.classifier_dataset(name))
+    measure = TranslationEvaluator(config, spec, extractor)
+    channels = measure.channels
+    return measure({"translate": lambda state, x: as_target_channels(x, channels)}, None, 0)

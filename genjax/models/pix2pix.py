@@ -28,8 +28,12 @@ mask is drawn for the global batch and sliced, so it does not depend on the devi
 Normalisation ('batch' or 'instance'): BatchNorm (momentum 0.1 in PyTorch's terms,
 eps 1e-5, scale N(1, 0.02), batch statistics in training and running averages at
 evaluation, averaged over `axis_name` under pmap) or instance norm without affine
-parameters (the reference's InstanceNorm2d(affine=False)). As in the reference, the
-convolutions before a norm have a bias only with instance norm.
+parameters (the reference's InstanceNorm2d(affine=False)). A convolution followed by a
+norm has no bias (the reference gives it one with instance norm, but the norm's mean
+subtraction cancels it exactly: its gradient is rounding noise, which Adam scales up to
+full-size steps that differ with the device count). The convolutions without a norm
+after them have a bias as in the reference: only with instance norm, except D's first
+and last and G's last, which always have one.
 
 Discriminator (`PatchDiscriminator`), on [input, image] joined on the channel axis
 (`conditional=False`: the image alone, for the unconditional-D ablation):
@@ -155,7 +159,7 @@ class UNetGenerator(nn.Module):
         dropout = train if dropout is None else dropout
         widths = level_widths(d, self.ngf)
         with_dropout = dropout_levels(d, self.dropout_blocks)
-        bias = self.norm == "instance"
+        bias = self.norm == "instance"  # for the convolutions without a norm after them
         conv = dict(impl=self.conv_impl, dtype=self.dtype, kernel_init=_init)
 
         def norm(name):
@@ -166,15 +170,17 @@ class UNetGenerator(nn.Module):
             inputs.append(h)  # level i's input: its skip connection
             if i > 0:
                 h = nn.leaky_relu(h, 0.2)
-            h = DownConv(widths[i], use_bias=bias, name=f"down_{i}", **conv)(h)
-            if 0 < i < d - 1:
+            normed = 0 < i < d - 1
+            h = DownConv(widths[i], use_bias=bias and not normed, name=f"down_{i}",
+                         **conv)(h)
+            if normed:
                 h = norm(f"down_norm_{i}")(h)
         for i in reversed(range(d)):
             h = nn.relu(h)
             if i == 0:
                 h = UpConv(self.channels, use_bias=True, name="up_0", **conv)(h)
                 break
-            h = UpConv(widths[i - 1], use_bias=bias, name=f"up_{i}", **conv)(h)
+            h = UpConv(widths[i - 1], use_bias=False, name=f"up_{i}", **conv)(h)
             h = norm(f"up_norm_{i}")(h)
             if i in with_dropout:
                 h = GlobalDropout(self.dropout_rate, self.axis_name,
@@ -207,7 +213,6 @@ class PatchDiscriminator(nn.Module):
                              f"and images of side >= {3 * 2 ** self.n_layers}, got {size}.")
         x = jnp.concatenate([inputs, images], axis=-1) if self.conditional else images
         h = x.astype(self.dtype)
-        bias = self.norm == "instance"
         conv = dict(impl=self.conv_impl, dtype=self.dtype, kernel_init=_init)
 
         def norm(name):
@@ -215,12 +220,12 @@ class PatchDiscriminator(nn.Module):
 
         h = nn.leaky_relu(DownConv(self.ndf, use_bias=True, name="conv_0", **conv)(h), 0.2)
         for n in range(1, self.n_layers):
-            h = DownConv(self.ndf * min(2 ** n, 8), use_bias=bias, name=f"conv_{n}", **conv)(h)
+            h = DownConv(self.ndf * min(2 ** n, 8), use_bias=False, name=f"conv_{n}", **conv)(h)
             h = nn.leaky_relu(norm(f"norm_{n}")(h), 0.2)
         same = dict(kernel_size=(4, 4), strides=(1, 1), padding=((1, 1), (1, 1)),
                     kernel_init=_init, dtype=self.dtype)
         n = self.n_layers
-        h = nn.Conv(self.ndf * min(2 ** n, 8), use_bias=bias, name=f"conv_{n}", **same)(h)
+        h = nn.Conv(self.ndf * min(2 ** n, 8), use_bias=False, name=f"conv_{n}", **same)(h)
         h = nn.leaky_relu(norm(f"norm_{n}")(h), 0.2)
         h = nn.Conv(1, use_bias=True, name=f"conv_{n + 1}", **same)(h)
         return h[..., 0].astype(jnp.float32)
