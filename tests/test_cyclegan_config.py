@@ -48,9 +48,34 @@ def test_config_trains_from_the_command_line_draws_cycles_and_translates(tmp_pat
     assert config.cycle == "forward" and int(state.step) == 2
     assert int(state.pool_count["a"]) == 3  # full after the first 8 fakes
     images = np.zeros((3, 16, 16, 1), np.float32) - 1
+    outs = {}
     for direction in ("a2b", "b2a"):
-        out = task.translate(state, images, direction)
-        assert out.shape == (3, 16, 16, 1)
+        outs[direction] = task.translate(state, images, direction)
+        assert outs[direction].shape == (3, 16, 16, 1)
+
+    # python -m genjax.translate --direction=a2b|b2a on a folder of PNGs.
+    from PIL import Image
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i in range(2):
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(inputs / f"digit{i}.png")
+    written = {}
+    for direction in ("a2b", "b2a"):
+        out_dir = tmp_path / direction
+        proc = subprocess.run([sys.executable, "-m", "genjax.translate", f"--workdir={workdir}",
+                               f"--input={inputs}", f"--output={out_dir}",
+                               f"--direction={direction}"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        written[direction] = np.asarray(Image.open(out_dir / "digit0.png"), np.float64)
+        want = np.rint((np.asarray(outs[direction][0, ..., 0], np.float64) + 1) * 127.5)
+        np.testing.assert_allclose(written[direction], want, atol=1)  # G for a2b, F for b2a
+    assert np.abs(written["a2b"] - written["b2a"]).max() > 0
+    proc = subprocess.run([sys.executable, "-m", "genjax.translate", f"--workdir={workdir}",
+                           f"--input={inputs}", f"--output={tmp_path / 'x'}",
+                           "--direction=sideways"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 2 and "'a2b' or 'b2a'" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow

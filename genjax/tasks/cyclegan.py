@@ -328,9 +328,12 @@ def _apply(model):
     return jax.jit(lambda params, x: model.apply({"params": params}, x, train=False))
 
 
-def translate(state: CycleGANState, images, direction: str = "a2b", *, models,
+def translate(state: CycleGANState, images, direction: str = "a2b", key=None, *, models,
               chunk: int = 256):
-    """Images [N, S, S, C] in [-1, 1] of domain A ('a2b', through G) or B ('b2a', F)."""
+    """Images [N, S, S, C] in [-1, 1] of domain A ('a2b', through G) or B ('b2a', F).
+    `key` is unused (the generators have no noise); it is accepted as every translating
+    task's `translate` accepts it (`python -m genjax.translate`)."""
+    del key
     if direction not in DIRECTIONS:
         raise config_lib.ConfigError(f"direction must be 'a2b' (A -> B, the generator G) or "
                                      f"'b2a' (B -> A, F), got {direction!r}.")
@@ -389,6 +392,10 @@ def make(config: ml_collections.ConfigDict, meta, *, load_run=None) -> Task:
         held_out=config.num_sample_images,
         held_out_seed=config.seed,
         functions={"translate": translate_fn,
-                   "cycle": functools.partial(cycle, models=models),
-                   "directions": DIRECTIONS},
+                   # What `python -m genjax.translate` reads: its --direction choices, the
+                   # model's image side and the channels each direction takes.
+                   "translation_directions": DIRECTIONS,
+                   "image_size": config.image_size,
+                   "input_channels": {"a2b": channels["a"], "b2a": channels["b"]},
+                   "cycle": functools.partial(cycle, models=models)},
     )
