@@ -126,3 +126,41 @@ def test_registered_by_name(data_dir):
     assert "digits_style" in EMBEDDED
     with pytest.raises(data.DatasetNotAvailableError, match="digits_style"):
         dataset_source("digits_stlye", "trainA", data_dir)  # the message lists it
+
+
+def test_unpaired_measurement_against_an_oracle_and_the_identity(data_dir, raw):
+    """The 'unpaired' measurement with two fake translators: the exact oracle (L1 0, the
+    target domain's slant) and the identity (the no-learning figures, cycle error 0)."""
+    from genjax import tasks
+    from genjax.evaluate.unpaired import UnpairedEvaluator
+    from genjax.tasks import cyclegan
+
+    config = tasks.defaults("cyclegan")
+    config.dataset.data_dir = data_dir
+    spec = cyclegan.data_spec(config)
+    evaluator = UnpairedEvaluator(config, spec)
+    to_float = lambda x: x.astype(np.float32) / np.float32(127.5) - 1  # noqa: E731
+    a, b = raw["testA"]["image"], raw["testB"]["image"]
+
+    def oracle(state, images, direction):
+        # look each image up among the test records of its domain
+        pool, other = (a, b) if direction == "a2b" else (b, a)
+        keys = {to_float(x).tobytes(): i for i, x in enumerate(pool)}
+        return np.stack([to_float(other[keys[np.asarray(x, np.float32).tobytes()]])
+                         for x in images])
+
+    result = evaluator({"translate": oracle}, None, 7)
+    assert result["a2b"]["l1"] == 0 and result["b2a"]["l1"] == 0
+    assert result["a2b"]["cycle_error"] == 0
+    np.testing.assert_allclose(result["a2b"]["slant"], result["a2b"]["target_slant"], atol=1e-6)
+    np.testing.assert_allclose(result["a2b"]["slant"], np.mean([_moment_slant(x) for x in b]),
+                               atol=1e-6)
+    np.testing.assert_allclose(result["a2b"]["no_learning"]["l1"],
+                               np.mean(np.abs(to_float(a).astype(np.float64) - to_float(b))),
+                               rtol=1e-6)
+    identity = evaluator({"translate": lambda state, x, d: np.asarray(x)}, None, 7)
+    assert identity["b2a"]["cycle_error"] == 0
+    np.testing.assert_allclose(identity["b2a"]["l1"], identity["b2a"]["no_learning"]["l1"])
+    scalars = UnpairedEvaluator.scalars(result)
+    assert scalars["eval/l1"] == 0 and evaluator.quality.metric == "eval/l1"
+    assert "a2b" in UnpairedEvaluator.table(result)
