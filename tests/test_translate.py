@@ -213,14 +213,16 @@ def test_configs_networks_train_on_a_folder(tmp_path, name, size):
 
 @pytest.mark.slow
 def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path):
-    """BatchNorm in G and D, dropout, jittered pairs: 2 steps then resumed to 4, bit for
-    bit a straight run of 4."""
+    """BatchNorm in G and D, dropout, jittered pairs, the learning rate decaying: 2 steps
+    then resumed to 4, bit for bit a straight run of 4. The schedule's lengths are given:
+    their defaults follow num_train_steps, which the two runs change."""
     import chex
 
     data = write_side_by_side(tmp_path / "pairs", size=16)
 
     def config(steps):
         c = _tiny("pix2pix.py", data, num_train_steps=steps, image_size=16,
+                  lr_constant_steps=1, lr_decay_steps=3,
                   **{"model.num_downs": 4, "model.n_layers": 2})
         c.checkpoint_every_steps = 2
         return c

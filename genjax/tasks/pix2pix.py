@@ -65,7 +65,7 @@ def defaults() -> ml_collections.ConfigDict:
 
     d = c.dataset
     d.name = "folder:data/facades"  # TFDS name or 'folder:PATH' (A|B side by side, or A/ B/).
-    d.split = "train"
+    d.split = "train"  # The split to train on.
     d.direction = "AtoB"  # 'AtoB': A (left half, folder A) is the input; 'BtoA' the other.
     d.input_feature = "input"  # TFDS only: the input image's feature.
     d.target_feature = "target"  # TFDS only: the target image's feature.
@@ -92,9 +92,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.gan_weight = 1.0  # Weight of G's adversarial term; 0 = 'L1 only' (D is not trained).
     c.l1_weight = 100.0  # λ of G's L1 term; 0 = 'GAN only'.
     c.learning_rate = 2e-4  # Adam's learning rate, both players.
-    c.adam_b1 = 0.5
-    c.adam_b2 = 0.999
-    c.lr_constant_steps = -1  # Steps at the full rate; -1 = num_train_steps // 2.
+    c.adam_b1 = 0.5  # Adam's beta1 (0.5 as the paper).
+    c.adam_b2 = 0.999  # Adam's beta2.
+    # Steps at the full rate; -1 = num_train_steps // 2 (so a run resumed with another
+    # num_train_steps changes its schedule; give both lengths to keep it).
+    c.lr_constant_steps = -1
     # Steps of linear decay to 0 after them; -1 = the rest of the run; 0 = no decay.
     c.lr_decay_steps = -1
 

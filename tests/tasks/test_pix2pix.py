@@ -162,13 +162,16 @@ def test_steps_change_only_their_player_and_generator_sees_the_updated_discrimin
 
 
 def test_l1_only_never_trains_the_discriminator():
-    """gan_weight = 0: D stays at its initialisation, G's loss is λ·L1 alone."""
-    g, _, _, _, step, s0 = _setup(gan_weight=0.0)
-    batches = _pairs(2)
-    s2, metrics = run(step, s0, batches, 1)
+    """gan_weight = 0 (the task as `make` builds it): D stays at its initialisation and no
+    D metric is reported; G's loss is λ·L1 alone."""
+    c = tiny(pix2pix.defaults(), TINY, {"gan_weight": 0.0})
+    task = tasks.make(c, SimpleNamespace(name="x", image_channels={"input": CI, "target": CO}))
+    s0 = task.init(0)
+    s2, metrics = run(task.train_step, s0, _pairs(2), 1)
     chex.assert_trees_all_equal(s2.discriminator, s0.discriminator)
     assert "d/loss" not in metrics and "g/adversarial" not in metrics
     np.testing.assert_allclose(metrics["g/loss"][0], 100 * metrics["g/l1"][0], rtol=1e-6)
+    assert int(s2.step) == 2
 
 
 def _hand_lr(t, lr, constant, decay):
