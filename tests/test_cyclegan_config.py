@@ -108,7 +108,7 @@ def test_tfds_cycle_gan_by_name_on_mock_data(tmp_path):
 
 def test_bad_settings_are_config_errors():
     c = ml_collections.ConfigDict(tasks.defaults("cyclegan").to_dict())
-    c.image_size = 16  # a 70x70 PatchGAN does not fit 16x16
+    c.image_size, c.model.d_layers = 16, 3  # a 70x70 PatchGAN does not fit 16x16
     with pytest.raises(tasks.ConfigError, match="d_layers"):
         tasks.validate(c)
     c.model.d_layers = 2

@@ -82,7 +82,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.num_blocks = 9  # Residual blocks of the ResNet generator (9 or 6 in the paper).
     c.model.unet_num_downs = 8  # Levels of the U-Net generator (2^levels <= image_size).
     c.model.ndf = 64  # Channels of the discriminators' first layer.
-    c.model.d_layers = 3  # Stride-2 layers of the PatchGAN (3 = 70x70 patches).
+    # Stride-2 layers of the PatchGAN: 3 = the paper's 70x70 patches (images of 24 pixels
+    # or more, e.g. 256x256); 2 = 34x34, which fits the default 16x16.
+    c.model.d_layers = 2
     c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
 
     c.loss = "least_squares"  # The adversarial loss: one of genjax.losses.GAN_LOSSES.
