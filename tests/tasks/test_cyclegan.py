@@ -283,13 +283,16 @@ def test_eight_devices_match_one_device_and_the_pool_is_global():
 
 
 def test_step_compiles_once():
+    """The loop's own path (replicate, shard, pmap with donation) traces the step once."""
+    from genjax import parallel
+
     _, task = _task()
-    state = task.init(0)
-    step = jax.pmap(chex.assert_max_traces(task.train_step, n=1), axis_name="batch",
-                    devices=jax.local_devices()[:1])
-    s = jax.tree.map(lambda x: np.asarray(x)[None], state)
-    for b in _batches(2):
-        s, _ = step(s, jax.tree.map(lambda x: x[None], b))
+    step = parallel.pmap(chex.assert_max_traces(lambda s, b: task.train_step(s, b), n=1))
+    state = parallel.replicate(task.init(0))
+    for b in _batches(3):
+        laid_out = jax.tree.map(lambda x: x.reshape(8, -1, *x.shape[1:]), b)
+        state, _ = step(state, parallel.shard(laid_out))
+    assert int(parallel.unreplicate(state).step) == 3
 
 
 def test_learning_rate_is_constant_then_linear_to_zero():
