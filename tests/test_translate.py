@@ -232,3 +232,28 @@ def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path):
     resumed = genjax.train_and_evaluate(config(4), tmp_path / "b")
     assert int(resumed.step) == 4 and jax.tree.leaves(resumed.discriminator.batch_stats)
     chex.assert_trees_all_equal(straight, resumed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size,channels", [("pix2pix.py", 32, (1, 3)),
+                                                ("pix2pix_digits.py", 16, (1, 1))])
+def test_configs_train_on_their_embedded_datasets(tmp_path, name, size, channels):
+    """A few steps of each config on its own embedded dataset (prepared here), then the
+    'translation' measurement the task declares (on the photographs: no classifier)."""
+    c = _config(name)
+    c.dataset.data_dir = str(tmp_path / "tfds")
+    c.batch_size, c.num_sample_images, c.num_train_steps = 8, 2, 2
+    c.model.ngf, c.model.ndf = 4, 4
+    c.log_every_steps = c.sample_every_steps = c.checkpoint_every_steps = 2
+    state = genjax.train_and_evaluate(c, tmp_path / "run")
+    assert int(state.step) == 2
+    _, task, loaded = genjax.load_run(tmp_path / "run")
+    assert (task.input_channels, task.target_channels) == channels
+    assert task.translate(loaded, np.zeros((1, size, size, 1), np.float32)).shape == \
+        (1, size, size, channels[1])
+    if name == "pix2pix.py":
+        from genjax.evaluate import evaluate_workdir
+
+        result = evaluate_workdir(tmp_path / "run", num=16, write=False)
+        assert result["kind"] == "translation" and result["task"] == "pix2pix"
+        assert 0 < result["outputs"]["l1"] < 2 and result["outputs"]["colourfulness"] >= 0
