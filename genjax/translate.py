@@ -1,7 +1,7 @@
 """Translates images with a trained image-to-image run (pix2pix).
 
     python -m genjax.translate --workdir=runs/pix2pix --input=IMAGE_OR_DIR --output=DIR
-        [--checkpoint=latest|best|STEP] [--seed=0] [--direction=AtoB]
+        [--checkpoint=latest|best|STEP] [--seed=0] [--direction=a2b|b2a]
 
 writes one PNG per input image under DIR, with the input's name (photo.jpg ->
 DIR/photo.png), each the model's output at its own size. An image of another size or
@@ -11,8 +11,9 @@ luma, grey repeated to RGB), and the command says so for each such file. A folde
 read without its subfolders, in name order. --seed draws the dropout of a run trained
 with model.sample_dropout (otherwise the output does not depend on it).
 
---direction is for models that translate both ways (CycleGAN); a pix2pix run learns one
-mapping, the dataset's direction it was trained with, and refuses the other.
+--direction is for models that translate both ways: a CycleGAN run takes 'a2b' (G: A -> B,
+the default) or 'b2a' (F: B -> A); a pix2pix run learns one mapping, the dataset's
+direction it was trained with, and refuses the other.
 
 From a notebook: `translate_path(workdir, input, output)` below, or
 `config, task, state = genjax.load_run(workdir)` and `task.translate(state, images)` on
@@ -95,13 +96,20 @@ def translate_path(workdir, input_path, output, *, checkpoint: int | str | None 
             "the --workdir of an image-to-image run (e.g. one trained with "
             "configs/pix2pix.py).")
     directions = tuple(task.translation_directions)
+    if direction is not None and direction not in directions and len(directions) > 1:
+        raise ConfigError(
+            f"--direction={direction!r}: this {config.task!r} run translates "
+            f"{' or '.join(repr(d) for d in directions)}; pass one of them.")
     if direction is not None and direction not in directions:
         raise ConfigError(
             f"--direction={direction!r}: this {config.task!r} run translates one way only, "
             f"{directions[0]!r} (the dataset.direction it was trained with). To translate "
             f"the other way, train a model with --config.dataset.direction="
             f"{'BtoA' if directions[0] == 'AtoB' else 'AtoB'}, or drop --direction.")
-    size, channels = int(task.image_size), int(task.input_channels)
+    channels = task.input_channels  # per direction for a model that translates both ways
+    if isinstance(channels, dict):
+        channels = channels[direction or directions[0]]
+    size, channels = int(task.image_size), int(channels)
     images = []
     for path in files:
         image, note = read_as_model_input(path, size, channels)
@@ -110,7 +118,7 @@ def translate_path(workdir, input_path, output, *, checkpoint: int | str | None 
         images.append(image)
     batch = np.stack(images).astype(np.float32) / np.float32(127.5) - np.float32(1)
     kwargs = {} if direction is None or len(directions) == 1 else {"direction": direction}
-    outputs = viz.to_uint8(task.translate(state, batch, jax.random.key(seed), **kwargs))
+    outputs = viz.to_uint8(task.translate(state, batch, key=jax.random.key(seed), **kwargs))
     out_dir = Path(output)
     written = [viz.save_png(out_dir / f"{path.stem}.png", image)
                for path, image in zip(files, outputs)]
@@ -129,8 +137,9 @@ def main(argv=None) -> None:
     flags.DEFINE_string("output", None, "Folder for the translated PNGs (same names).")
     flags.DEFINE_string("checkpoint", "latest", "Which checkpoint: 'latest' (the newest), "
                         "'best' (best evaluation figure, eval/best.json) or a step number.")
-    flags.DEFINE_string("direction", None, "'AtoB' or 'BtoA', for models that translate "
-                        "both ways (CycleGAN); pix2pix takes only the direction it learnt.")
+    flags.DEFINE_string("direction", None, "'a2b' or 'b2a', for models that translate "
+                        "both ways (CycleGAN: G or F; default a2b); pix2pix takes only the "
+                        "direction it learnt.")
     flags.DEFINE_integer("seed", 0, "Seed of the dropout noise (runs trained with "
                          "model.sample_dropout); same seed, same images.")
     flags.mark_flags_as_required(["workdir", "input", "output"])

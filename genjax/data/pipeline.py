@@ -46,6 +46,7 @@ EMBEDDED = {
     "digits": "genjax.data.digits:prepare_digits",
     "digits_upsample": "genjax.data.digits_upsample:prepare",
     "photo_colour": "genjax.data.photo_colour:prepare",
+    "digits_style": "genjax.data.digits_style:prepare",
 }
 
 

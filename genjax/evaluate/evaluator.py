@@ -45,7 +45,8 @@ MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
             "classification": "genjax.evaluate.generative:ClassifierEvaluator",
             "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator",
             "conditional": "genjax.evaluate.conditional:ConditionalEvaluator",
-            "translation": "genjax.evaluate.translation:TranslationEvaluator"}
+            "translation": "genjax.evaluate.translation:TranslationEvaluator",
+            "unpaired": "genjax.evaluate.unpaired:UnpairedEvaluator"}
 _KINDS = {"generative": "generative", "classification": "classification",
           "autoencoder": "autoencoding", "conditional": "conditional"}  # a result's kind -> the measurement that made it
 
