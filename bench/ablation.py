@@ -114,7 +114,7 @@ STUDIES = {
         figures=_conditional_figures, floor=_conditional_floor,
         floor_label="*real test digits (floor)*"),
     "pix2pix": Study(
-        config="configs/pix2pix.py", recipes=PIX2PIX_RECIPES, steps=1500,
+        config="configs/pix2pix.py", recipes=PIX2PIX_RECIPES, steps=800,
         recipe_columns=PIX2PIX_RECIPE_COLUMNS,
         columns=(("L1", "l1", 3), ("PSNR", "psnr", 2), ("SSIM", "ssim", 3),
                  ("colourfulness / targets'", "colourfulness_ratio", 2),
@@ -123,7 +123,7 @@ STUDIES = {
         figures=_translation_figures, floor=_translation_floor,
         floor_label="*true colours*", needs_classifier=False),
     "pix2pix_digits": Study(
-        config="configs/pix2pix_digits.py", recipes=PIX2PIX_RECIPES, steps=1500,
+        config="configs/pix2pix_digits.py", recipes=PIX2PIX_RECIPES, steps=1000,
         recipe_columns=PIX2PIX_RECIPE_COLUMNS,
         columns=(("L1", "l1", 3), ("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("FD", "fd", 2),
                  ("classifier accuracy", "accuracy", 3)),

@@ -19,7 +19,9 @@ unconditional D), --config.model.skips=False (encoder-decoder). A paired folder 
 own (A|B side by side under train/ val/ test/, or A/ and B/ matched by name):
 --config.dataset.name=folder:PATH --config.image_size=... (see the README).
 
-Run time here: [to be measured]. Figures: [to be measured; see the README's table].
+800 iterations: the budget of bench/ablation.py's pix2pix study (the README's table); on
+held-out photographs it reaches L1 0.19 and colourfulness 0.90 of the true colours' (L1
+alone: 0.75). Longer runs have not been measured here. About 3-5 minutes on 2 busy cores.
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
@@ -32,10 +34,10 @@ def get_config():
     config.dataset.jitter = True  # resize 32 -> 36, random 32 crop, mirror (the paper's)
     config.image_size = 32
     config.batch_size = 16
-    config.num_train_steps = 3000
+    config.num_train_steps = 800
     config.log_every_steps = 100
-    config.sample_every_steps = 500
-    config.checkpoint_every_steps = 1000
+    config.sample_every_steps = 400
+    config.checkpoint_every_steps = 400
     config.num_sample_images = 8
     # 5 levels: 32 -> 1 at the innermost, as unet_256's 8 take 256 -> 1.
     config.model.num_downs = 5

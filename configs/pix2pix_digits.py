@@ -13,7 +13,9 @@ configs/pix2pix.py (--config.gan_weight=0 for L1 only, --config.l1_weight=0, ...
 
     python -m genjax.translate --workdir=runs/pix2pix_digits --input=DIR --output=OUT
 
-Run time here: [to be measured]. Figures: [to be measured; see the README's table].
+1,000 iterations: the budget of bench/ablation.py's pix2pix_digits study (the README's
+table): L1 0.066, FD 1.1, the digits classifier right on 97% of the outputs (on the 4x4
+inputs: 68%). Longer runs have not been measured here. 2-4 minutes on 2 busy cores.
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
@@ -28,10 +30,10 @@ def get_config():
     config.dataset.jitter = False
     config.image_size = 16
     config.batch_size = 32
-    config.num_train_steps = 3000
+    config.num_train_steps = 1000
     config.log_every_steps = 100
     config.sample_every_steps = 500
-    config.checkpoint_every_steps = 1000
+    config.checkpoint_every_steps = 500
     config.num_sample_images = 10
     config.model.num_downs = 4  # 16 -> 1 at the innermost
     config.model.ngf = 32
