@@ -36,7 +36,9 @@ Protocol (`TranslationEvaluator`; results in eval/step_<N>.json):
     extractor's features of the outputs and of the split's targets (float64, as
     'generative'). FD at a few hundred images is biased upwards, so the **floor** is
     written beside it: as many real training-split targets (a subset fixed by the seed)
-    against the same test targets, what a perfect translator would score. Photographs:
+    against the same test targets, what an independent draw of real images scores at
+    this count. It is not a lower bound for a translator, whose outputs are paired with
+    the very targets they are measured against (a perfect one scores 0). Photographs:
     no FD; genjax has no feature extractor of natural photographs (no classifier of
     photo_colour exists to train, and Inception weights are not available offline), so
     the figure is omitted and the protocol says so.
