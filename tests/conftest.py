@@ -8,3 +8,16 @@ if _flag not in os.environ.get("XLA_FLAGS", ""):
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests must not share a compilation cache with the user's runs.
 os.environ.setdefault("GENJAX_COMPILATION_CACHE", "")
+
+import chex  # noqa: E402  (after the environment above: chex imports JAX)
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trace_counter():
+    """chex.assert_max_traces counts traces by the test's call stack names and the wrapped
+    function's source, so two tests of the same name with the same lambda in different files
+    (test_gan's and test_cyclegan's test_step_compiles_once) would add up; each test starts
+    from zero."""
+    chex.clear_trace_counter()
+    yield
