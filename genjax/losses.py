@@ -171,3 +171,27 @@ def reconstruction_loss(logits, x, likelihood: str):
         return -jnp.mean(bernoulli_log_likelihood(logits, x)) / pixels
     raise KeyError(f"Unknown reconstruction loss {likelihood!r}; valid: "
                    f"{', '.join(RECONSTRUCTION_LOSSES)}.")
+
+
+# ------------------------------------------------------------ joint image-text embedding
+
+def contrastive(image_embeddings, text_embeddings, scale):
+    """The symmetric contrastive loss of a joint embedding (CLIP, Radford et al. 2021):
+    with logits L = scale · F Φᵀ over a batch of N matching pairs (row i of F and of Φ
+    describe the same example),
+
+        loss = ½·[ mean_i -log softmax(L_i·)_i  +  mean_j -log softmax(L_·j)_j ],
+
+    image -> text and text -> image cross-entropies with the true pair as the label.
+    Returns `(loss, image_to_text_accuracy, text_to_image_accuracy)`, the accuracies the
+    fraction of rows whose largest logit is the true pair."""
+    logits = scale * jnp.matmul(image_embeddings.astype(jnp.float32),
+                                text_embeddings.astype(jnp.float32).T)
+    n = logits.shape[0]
+    diagonal = jnp.diagonal(logits)
+    image_to_text = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diagonal)
+    text_to_image = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diagonal)
+    index = jnp.arange(n)
+    return (0.5 * (image_to_text + text_to_image),
+            jnp.mean(jnp.argmax(logits, axis=1) == index),
+            jnp.mean(jnp.argmax(logits, axis=0) == index))
