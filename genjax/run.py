@@ -133,3 +133,44 @@ def sample_conditioned_from_workdir(workdir, *, labels=None, per_class: int | No
     labels = labels.astype(np.int32)
     images = task.sample_conditioned(state, jax.random.key(seed), labels)
     return viz.to_uint8(images), labels
+
+
+def sample_captions_from_workdir(workdir, captions, num: int, *, seed: int = 0,
+                                 step: int | str | None = None
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 NHWC, captions str [N]) from a text-to-image run's checkpoint: `num`
+    images of each caption in `captions` (caption by caption), through its task's
+    `sample_captions(state, tokens, key)`. The noise is drawn from jax.random.key(seed).
+    A caption with a word outside the run's vocabulary is a ConfigError naming the word
+    (the run never saw it, so its picture would ignore it)."""
+    from genjax.data.text import UNKNOWN, words
+
+    captions = [str(c).strip() for c in captions]
+    if not captions or not all(captions):
+        raise ConfigError("No caption given (or an empty one): pass --caption=\"a thin green "
+                          "three\" or a --captions_file with one caption per line.")
+    if num < 1:
+        raise ConfigError(f"--num must be at least 1, got {num}.")
+    config, task, state = load_run(workdir, step)
+    if "sample_captions" not in task.functions:
+        raise ConfigError(
+            f"{workdir} holds a {config.task!r} run, which does not draw from captions: "
+            "drop --caption/--captions_file (and use --num), or pass the workdir of a "
+            "text-to-image run (configs/text2image.py).")
+    tokenizer = task.tokenizer
+    for caption in captions:
+        unknown = [w for w, t in zip(words(caption), tokenizer.encode(caption))
+                   if t == UNKNOWN]
+        if unknown:
+            known = ", ".join(tokenizer.vocabulary[2:])
+            raise ConfigError(
+                f"Caption {caption!r} has word(s) outside this run's vocabulary: "
+                f"{', '.join(sorted(set(unknown)))}. The model never saw them; rephrase "
+                f"with the words it knows: {known}.")
+        if len(words(caption)) > tokenizer.max_tokens:
+            raise ConfigError(f"Caption {caption!r} has {len(words(caption))} words; this "
+                              f"run reads at most {tokenizer.max_tokens}. Shorten it.")
+    repeated = [c for c in captions for _ in range(num)]
+    tokens = np.stack([tokenizer.encode(c) for c in repeated])
+    images = task.sample_captions(state, tokens, jax.random.key(seed))
+    return viz.to_uint8(images), np.array(repeated)

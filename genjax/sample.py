@@ -17,6 +17,15 @@ images of requested classes:
 which also writes `labels` (int32 [N], the requested classes, in the images' order;
 --per_class gives 0, ..., 0, 1, ..., K-1). From a notebook:
 `genjax.run.sample_conditioned_from_workdir(DIR, labels=[3, 3, 7], seed=S)`.
+
+A text-to-image run (configs/text2image.py) makes images of captions:
+
+    python -m genjax.sample --workdir=runs/text2image --caption="a thin green three" --num=16 --out=FILE.npz
+    python -m genjax.sample --workdir=runs/text2image --captions_file=F --num=4 --out=FILE.npz
+
+--num images of each caption (one caption per line of F), written with `captions` (str
+[N], each image's caption). A word the run's vocabulary lacks is an error that lists the
+words it knows. From a notebook: `genjax.run.sample_captions_from_workdir(DIR, [...], 16)`.
 """
 
 from __future__ import annotations
@@ -50,6 +59,28 @@ def _conditioned(FLAGS):
                                            step=parse_checkpoint(FLAGS.checkpoint))
 
 
+def _captioned(FLAGS):
+    """(images, captions) for --caption / --captions_file (a text-to-image run only)."""
+    from genjax.errors import ConfigError
+    from genjax.run import sample_captions_from_workdir
+
+    if FLAGS.caption is not None and FLAGS.captions_file is not None:
+        raise ConfigError("Pass either --caption or --captions_file, not both.")
+    if FLAGS.labels is not None or FLAGS.per_class is not None:
+        raise ConfigError("--labels/--per_class are for class-conditional runs; a caption "
+                          "already says what to draw. Drop them.")
+    if FLAGS.caption is not None:
+        captions = [FLAGS.caption]
+    else:
+        path = Path(FLAGS.captions_file)
+        if not path.is_file():
+            raise ConfigError(f"--captions_file={str(path)!r} is not a file; pass a text "
+                              "file with one caption per line.")
+        captions = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return sample_captions_from_workdir(FLAGS.workdir, captions, FLAGS.num, seed=FLAGS.seed,
+                                        step=parse_checkpoint(FLAGS.checkpoint))
+
+
 def main(argv=None) -> None:
     from absl import app, flags, logging
 
@@ -63,6 +94,9 @@ def main(argv=None) -> None:
                       "3,3,7 (replaces --num).")
     flags.DEFINE_integer("per_class", None, "Conditional runs: this many images of every "
                          "class (replaces --num).")
+    flags.DEFINE_string("caption", None, "Text-to-image runs: --num images of this caption.")
+    flags.DEFINE_string("captions_file", None, "Text-to-image runs: --num images of each "
+                        "caption of this file (one per line).")
     flags.mark_flags_as_required(["workdir", "out"])
     FLAGS = flags.FLAGS
 
@@ -70,7 +104,9 @@ def main(argv=None) -> None:
         logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
         arrays = {}
         try:
-            if FLAGS.labels is not None or FLAGS.per_class is not None:
+            if FLAGS.caption is not None or FLAGS.captions_file is not None:
+                arrays["images"], arrays["captions"] = _captioned(FLAGS)
+            elif FLAGS.labels is not None or FLAGS.per_class is not None:
                 arrays["images"], arrays["labels"] = _conditioned(FLAGS)
             else:
                 arrays["images"] = sample_from_workdir(FLAGS.workdir, FLAGS.num, FLAGS.seed,
