@@ -4,6 +4,8 @@ embedded captioned digits (32x32 colour digits with colour, thickness and slant 
 
     python train.py --config=configs/text_encoder.py --workdir=runs/text_encoder
 
+About 11 minutes here (2 busy CPU cores, 1.4-1.7 steps/s). Result: caption -> image R@1
+0.886 and image -> caption R@1 0.859 over the 297 test pairs (R@5 0.993; chance 0.003).
 Then configs/text2image.py loads φ from runs/text_encoder, frozen. Retrieval (caption ->
 image and image -> caption recall on the test split) is measured by the 'retrieval'
 evaluator: python -m genjax.evaluate --workdir=runs/text_encoder.
@@ -22,7 +24,7 @@ def get_config():
     config = text_encoder.defaults()
     config.dataset.name = "captioned_digits"
     config.image_size = 32
-    config.num_train_steps = 1500
+    config.num_train_steps = 1000
     config.batch_size = 128
     config.log_every_steps = 100
     config.checkpoint_every_steps = 500
