@@ -243,6 +243,22 @@ def test_retrieval_against_perfect_shifted_and_random_embeddings(data_dir):
         first.setdefault(combo, i)
     expected = np.mean([first[combos[i]] == i for i in range(297) for _ in range(5)])
     np.testing.assert_allclose(perfect["caption_to_image"]["r@1"], expected)
+    # and an image finds one of its own captions first under the same condition
+    np.testing.assert_allclose(perfect["image_to_caption"]["r@1"],
+                               np.mean([first[combos[i]] == i for i in range(297)]))
+    # cosine similarity: image embeddings of wildly different lengths, each with a
+    # common offset, still find their captions (a plain dot product would not)
+    scales = np.exp(np.random.default_rng(1).uniform(0, np.log(1000), 297))
+    scale_of = {_value_key(x): scales[i] for i, x in enumerate(r["image"])}
+
+    def embed_scaled(state, images):
+        images = np.asarray(images)
+        offset = np.full((len(images), 540), 0.3 / np.sqrt(540), np.float32)
+        lengths = np.array([scale_of[_value_key(x)] for x in images])[:, None]
+        return (embed_image(state, images) + offset) * lengths
+
+    scaled = measure({"embed_text": embed_text(), "embed_image": embed_scaled}, None, 3)
+    assert scaled["r1_mean"] == 1.0
     assert perfect["top1_attribute_match"]["caption_to_image"]["colour"] == 1.0
 
     shifted = measure({"embed_text": embed_text(shift=1), "embed_image": embed_image},
