@@ -7,8 +7,9 @@
 with `generate(state, tokens int32 [N, T], key) -> images [N, S, S, C]` in [-1, 1] and
 (optional) `interpolate(state, tokens_a [N, T], tokens_b [N, T], weights float32 [N], key)
 -> images`: G at the same noise for row i given key, fed the text embedding
-(1 - w)·φ(a) + w·φ(b). Tokens are the run's (`Tokenizer.from_meta` of the task's data
-spec). Protocol (results in eval/step_<N>.json, or <name>_step_<N>.json):
+(1 - w)·φ(a) + w·φ(b). With --generator=raw both are called with which='raw'. Tokens
+are the run's (`Tokenizer.from_meta` of the task's data spec). Protocol (results in
+eval/step_<N>.json, or <name>_step_<N>.json):
   * captions: every caption of every record of eval.split ('test') and, for
     captioned_digits, of 'heldout' (attribute combinations never seen in training); or
     a seeded subset of `num` of them per split (eval.num_samples / --num);
@@ -65,7 +66,7 @@ from genjax import data
 from genjax.checkpoint import Quality, library_versions
 from genjax.errors import ConfigError
 from genjax.evaluate import metrics
-from genjax.evaluate.generative import (MAX_SAMPLES, _check_extractor,
+from genjax.evaluate.generative import (GENERATORS, MAX_SAMPLES, _check_extractor,
                                         default_classifier_workdir, eval_settings)
 
 CHUNK = 256
@@ -184,9 +185,15 @@ class CaptionsEvaluator:
         return config.dataset.name == ATTRIBUTED
 
     def __init__(self, config, spec: data.DataSpec, extractor=None, *, num=None,
-                 seed=None):
+                 seed=None, generator: str = "ema"):
+        if generator not in GENERATORS:
+            raise ConfigError(f"generator must be one of {GENERATORS}, got {generator!r}.")
         settings = eval_settings(config)
         self.config, self.spec, self.extractor = config, spec, extractor
+        # --generator=raw: the task functions get which='raw' (the trained weights, not
+        # their moving average), as the 'generative' measurement's `sample` does.
+        self.variant = {} if generator == "ema" else {"which": generator}
+        self.generator = generator
         self.seed = int(settings["seed"] if seed is None else seed)
         self.split = settings["split"]
         self.num = int(num or settings.get("num_samples", 0) or 0) or None
@@ -234,12 +241,12 @@ class CaptionsEvaluator:
 
     @classmethod
     def from_entry(cls, config, spec, entry, *, extractor=None, extractor_workdir=None,
-                   num=None, seed=None, **_):
+                   num=None, seed=None, generator: str = "ema", **_):
         if "generate" not in entry.functions:
             raise ConfigError("The 'captions' measurement needs the task function "
                               "'generate(state, tokens, key)'.")
         extractor = _find_extractor(config, extractor, extractor_workdir)
-        return cls(config, spec, extractor, num=num, seed=seed)
+        return cls(config, spec, extractor, num=num, seed=seed, generator=generator)
 
     @property
     def quality(self) -> Quality:
@@ -259,8 +266,8 @@ class CaptionsEvaluator:
     def _generate(self, generate, state, tokens, index: int) -> np.ndarray:
         key = jax.random.fold_in(jax.random.key(self.seed), index)
         return np.concatenate([
-            np.asarray(generate(state, tokens[i:i + CHUNK], jax.random.fold_in(key, c)),
-                       np.float32)
+            np.asarray(generate(state, tokens[i:i + CHUNK], jax.random.fold_in(key, c),
+                                **self.variant), np.float32)
             for c, i in enumerate(range(0, len(tokens), CHUNK))])
 
     def _interpolation(self, interpolate, state) -> dict:
@@ -270,7 +277,8 @@ class CaptionsEvaluator:
         key = jax.random.fold_in(jax.random.key(self.seed), 1000)
         ink = np.stack([
             cd.ink_mass(np.asarray(interpolate(
-                state, tokens_a, tokens_b, np.full(len(tokens_a), w, np.float32), key)))
+                state, tokens_a, tokens_b, np.full(len(tokens_a), w, np.float32), key,
+                **self.variant)))
             for w in PATH_WEIGHTS], axis=1)  # [paths, weights]
         digits = np.array([p[0] for p in self.paths])
         relative = ink / np.exp(cd.calibration().thickness[digits, 1])[:, None]
@@ -285,7 +293,7 @@ class CaptionsEvaluator:
                "splits": {s: {"captions": int(len(p["rows"])),
                               "records": int(len(np.unique(p["rows"][:, 0])))}
                           for s, p in self.parts.items()},
-               "seed": self.seed,
+               "seed": self.seed, "generator": self.generator,
                "noise": f"generate(tokens[i:i+{CHUNK}], fold_in(fold_in(key({self.seed}), "
                         "split index), chunk index))",
                "versions": library_versions()}

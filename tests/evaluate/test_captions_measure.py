@@ -192,6 +192,17 @@ def test_without_a_classifier_the_digit_is_skipped(data_dir, tmp_path, monkeypat
     assert result["test"]["num"] == 40 and "fd" not in result
     assert set(result["test"]["generated"]) == {"colour", "thickness", "slant", "all_correct"}
     assert "not measured" in result["protocol"]["digit"]
+    # --generator=raw reaches the task function as which='raw'
+    raw = captions_lib.CaptionsEvaluator(config, _spec(data_dir), None, generator="raw")
+    seen = []
+    oracle = _oracle_generate(_spec(data_dir))
+
+    def generate(state, tokens, key, which="ema"):
+        seen.append(which)
+        return oracle(state, tokens, key)
+
+    raw({"generate": generate}, None, 0)
+    assert seen and set(seen) == {"raw"}
     with pytest.raises(ConfigError, match="generate"):
         captions_lib.CaptionsEvaluator.from_entry(
             config, _spec(data_dir), type("E", (), {"functions": {}, "options": {}})())
