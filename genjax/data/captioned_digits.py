@@ -163,6 +163,18 @@ def captions(digit: int, colour: int, thickness: int, slant: int,
     return [caption(digit, colour, thickness, slant, int(t), rng) for t in templates]
 
 
+def path_captions(digit: int, colour: int, slant: int) -> tuple[str, str]:
+    """The thin and the bold caption of one digit, colour and slant, in the first
+    template with the first synonyms ("a thin red seven leaning right", "a bold red
+    seven leaning right"): the two ends of a thin -> bold interpolation."""
+    ends = []
+    for thickness in (0, 2):
+        word = THICKNESS_WORDS[THICKNESS[thickness]][0]
+        ends.append(f"{_article(word)} {word} {COLOURS[colour]} {DIGIT_WORDS[digit]} "
+                    f"{SLANT_PHRASES[SLANTS[slant]][0]}")
+    return ends[0], ends[1]
+
+
 def _word_index():
     index = {}
     for i, word in enumerate(DIGIT_WORDS):
