@@ -35,7 +35,7 @@ PAD = 0  # the padding token (genjax.data.text.PAD)
 MAX_LOGIT_SCALE = 100.0  # CLIP's cap on exp(logit_scale)
 
 
-def l2_normalize(x: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
+def l2_normalize(x: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
     x = x.astype(jnp.float32)
     return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
 

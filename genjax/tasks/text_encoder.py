@@ -50,7 +50,7 @@ def defaults() -> ml_collections.ConfigDict:
     """Defaults of the text encoder task."""
     c = config_lib.base("text_encoder")
     c.seed = 0  # Seeds parameters and the data order.
-    c.num_train_steps = 1500  # Updates in the whole run.
+    c.num_train_steps = 1000  # Updates in the whole run.
     c.batch_size = 128  # Global batch: each image is contrasted with this many captions.
     c.image_size = 32  # The captioned digits are 32x32 in colour.
     captioned_dataset_fields(c)
