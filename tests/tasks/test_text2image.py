@@ -127,6 +127,18 @@ class SimpleGame:
         self.d_step, self.g_step, self.step, self.state = d_step, g_step, step, state
 
 
+def _sharpen(game):
+    """At initialisation D's logits are near 0 whatever the caption, so a wrong embedding
+    would hardly change a loss; D's text projection and last layer 30 times larger make
+    its logits depend on the caption, so that a test can tell which embedding it saw."""
+    s = game.state
+    params = dict(s.discriminator.params)
+    for name in ("compress", "Dense_0"):
+        params[name] = jax.tree.map(lambda w: w * 30.0, params[name])
+    game.state = s.replace(discriminator=s.discriminator.replace(params=params))
+    return game
+
+
 def _phi(game, tokens):
     return np.asarray(game.enc.apply({"params": game.state.text_encoder}, tokens))
 
@@ -175,7 +187,7 @@ def test_matching_aware_discriminator_loss_recomputed_by_hand(cls_weight):
     """d/loss = mean softplus(-D(x, φ(t))) + w·mean softplus(D(x, φ(t')))
     + (1 - w)·mean softplus(D(G(z, φ(t)), φ(t))), every term recomputed outside the step
     from the pre-update networks, the same noise and the oracle's wrong captions."""
-    game = _setup(cls_weight)
+    game = _sharpen(_setup(cls_weight))
     batch = _batches(1)[0]
     key = jax.random.key(7)
     _, m = run(lambda s, b: game.d_step(s, b["image"], b["tokens"], key)[:2], game.state,
@@ -204,7 +216,7 @@ def test_generator_loss_with_interpolated_captions_recomputed_by_hand(int_weight
     """g/loss = mean softplus(-D(G(z, φ), φ)) + λ·mean softplus(-D(G(z', φ_int), φ_int))
     with φ_int,i = ½(φ(t_i) + φ(t_{i+B/2})); G and D see the right and interpolated rows
     in one batch (BatchNorm statistics over both)."""
-    game = _setup(0.5, int_weight)
+    game = _sharpen(_setup(0.5, int_weight))
     batch = _batches(1)[0]
     key = jax.random.key(5)
     _, m = run(lambda s, b: game.g_step(s, b["tokens"], key)[:2], game.state, [batch], 1)
@@ -225,6 +237,7 @@ def test_generator_loss_with_interpolated_captions_recomputed_by_hand(int_weight
         want += int_weight * np.mean(_softplus(-logits[B:]))
         np.testing.assert_allclose(m["g/loss_int"][0], np.mean(_softplus(-logits[B:])),
                                    rtol=1e-4)
+        assert np.abs(logits[B:] - logits[:B]).mean() > 0.1  # D tells the embeddings apart
     np.testing.assert_allclose(m["g/loss"][0], want, rtol=1e-4)
 
 
