@@ -284,8 +284,7 @@ def test_a_dead_process_stops_the_other_and_a_rerun_resumes_exactly(tmp_path, da
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir, env,
-                                                           two_processes):
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir, env):
     workdir = tmp_path / "run"
     steps = 400  # far more than run before the signal is seen
     procs = start_two(workdir, data_dir, env, steps=steps, logs=tmp_path)
