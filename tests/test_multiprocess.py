@@ -167,6 +167,32 @@ def test_the_process_shares_make_up_one_process_batches():
     assert len(seen) == 48  # one epoch: 6 batches of distinct examples
 
 
+def test_the_process_shares_of_a_jittered_unpaired_folder(tmp_path):
+    """The other layouts (here 'unpaired': two domains, each its own epochs, random crops
+    and mirroring drawn per example) split the same way."""
+    from PIL import Image
+
+    from genjax.data import DataSpec, serve
+    rng = np.random.default_rng(0)
+    for split, count in {"trainA": 8, "trainB": 12, "testA": 2, "testB": 2}.items():
+        (tmp_path / split).mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).save(
+                tmp_path / split / f"{i:02d}.png")
+    spec = DataSpec(name=f"folder:{tmp_path}", layout="unpaired", split="train",
+                    eval_split="test", image_size=6)
+    one = serve.training_pipeline(spec, global_batch_size=4, num_devices=4, seed=1,
+                                  num_threads=0)
+    shares = [serve.training_pipeline(spec, global_batch_size=4, num_devices=2, seed=1,
+                                      num_threads=0, num_processes=2, process_index=p)
+              for p in range(2)]
+    for _ in range(7):  # A wraps after 2 batches, B after 3
+        whole, parts = next(one), [next(s) for s in shares]
+        assert whole.keys() == parts[0].keys() == {"a", "b", "a_label", "b_label"}
+        for key in whole:
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+
+
 def test_a_global_batch_the_devices_of_all_processes_do_not_divide_is_refused():
     with pytest.raises(ValueError, match=r"not divisible by 12 devices \(2 processes x 6 "):
         toy_pipeline(num_devices=6, num_processes=2, process_index=0)
