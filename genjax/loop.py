@@ -553,11 +553,11 @@ def train_evaluation_classifier(config: ml_collections.ConfigDict, where) -> Non
     where = Path(where)
     classifier = evaluate.extractors.classifier_config(config)
     _say(f"No evaluation classifier in {where} ({where.absolute()}): training one there now "
-          f"on {classifier.dataset.name!r} with configs/classifier.py's recipe "
-          f"({classifier.num_train_steps} steps at {classifier.image_size}x"
-          f"{classifier.image_size}; about 40 s on 2 CPU cores for the embedded digits). "
-          "Later evaluations reuse it; to use another, pass --extractor_workdir or set "
-          "eval.classifier_workdir.")
+         f"on {classifier.dataset.name!r} with configs/classifier.py's recipe "
+         f"({classifier.num_train_steps} steps at {classifier.image_size}x"
+         f"{classifier.image_size}; about 40 s on 2 CPU cores for the embedded digits). "
+         "Later evaluations reuse it; to use another, pass --extractor_workdir or set "
+         "eval.classifier_workdir.")
     start = time.perf_counter()
     train_and_evaluate(classifier, where)
     report = where / "eval" / "classifier.json"
