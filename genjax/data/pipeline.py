@@ -52,6 +52,7 @@ EMBEDDED = {
     "digits_upsample": "genjax.data.digits_upsample:prepare",
     "photo_colour": "genjax.data.photo_colour:prepare",
     "digits_style": "genjax.data.digits_style:prepare",
+    "captioned_digits": "genjax.data.captioned_digits:prepare",
 }
 
 
