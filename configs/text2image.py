@@ -15,6 +15,11 @@ GAN-INT). Images of a caption:
 
     python -m genjax.sample --workdir=runs/text2image --caption="a thin green three" --num=16 --out=three.npz
 
+Not yet run to its 2,000 iterations here (0.2-0.7 it/s on 2 busy CPU cores). At 797
+iterations (python -m genjax.evaluate --workdir=runs/text2image): colour right 0.945 on
+test captions and 0.960 on held-out combinations, thin -> bold Spearman rho 0.80, FD 39.7
+(floor 1.5); digit, thickness and slant still at chance (one generic digit shape).
+
 A quick smoke run: --config.num_train_steps=20 --config.log_every_steps=5.
 """
 
