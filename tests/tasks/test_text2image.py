@@ -325,4 +325,4 @@ def test_caption_generation_and_interpolation_use_the_same_noise_per_row():
     want = text2image.generate_from_embedding(game.state, z, jnp.asarray(phi),
                                               generator=game.g)
     np.testing.assert_allclose(mid, want, atol=1e-5)
-    assert not np.allclose(mid[2], a[2], atol=1e-3)
+    assert not np.allclose(mid[2], a[2], rtol=1e-3, atol=1e-7)  # G starts near 0: relative
