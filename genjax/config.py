@@ -21,7 +21,7 @@ from genjax.errors import ConfigError
 
 CONV_IMPLS = ("phase", "lax")  # genjax.nn's convolution implementations (model.conv_impl)
 DTYPES = ("float32", "bfloat16")  # compute dtypes of the models (model.dtype)
-IMAGE_SIZES = (8, 16, 32, 64, 128)
+IMAGE_SIZES = (8, 16, 32, 64, 128, 256, 512)
 
 # Fields whose change makes any task's checkpoint unusable; a task adds its own
 # (its module's SHAPE_FIELDS).
@@ -35,7 +35,7 @@ def base(task: str) -> ml_collections.ConfigDict:
     c.seed = 0  # Seeds parameters, the task's random draws and the data order.
     c.num_train_steps = 1000  # Parameter updates (iterations) in the whole run.
     c.batch_size = 64  # Global batch, split evenly over all local devices.
-    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
+    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128; pix2pix and cyclegan 8..256).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     add_checkpoint_fields(c)
     c.eval_every_steps = 0  # Evaluators (eval/*, <workdir>/eval/), keeping the best; 0 = off.
@@ -137,7 +137,7 @@ def check_adamw(config: ml_collections.ConfigDict) -> None:
 
 
 def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
-          num_devices: int | None = None) -> None:
+          num_devices: int | None = None, max_image_size: int = 128) -> None:
     """The generic checks: every key is one of `defaults` (the task's schema) with its
     type, and the shared fields have valid values; raises ConfigError naming the first
     bad field. Touches neither JAX nor the disk."""
@@ -145,9 +145,10 @@ def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
     c = config
     require_positive(c, ("num_train_steps", "batch_size", "log_every_steps",
                          "checkpoint_every_steps", "keep_checkpoints", "max_nonfinite_steps"))
-    require(c.image_size in IMAGE_SIZES,
-            f"Config field 'image_size' must be a power of two from 8 to 128 "
-            f"(8, 16, 32, 64, 128), got {c.image_size}.")
+    sizes = tuple(size for size in IMAGE_SIZES if size <= max_image_size)
+    require(c.image_size in sizes,
+            f"Config field 'image_size' must be a power of two from 8 to {max_image_size} "
+            f"for task {c.get('task', '?')!r} {sizes}, got {c.image_size}.")
     # Configs saved before a field existed lack it; the loop treats those as the default.
     given = flatten(c)
     for name in ("eval_every_steps", "sample_every_steps"):

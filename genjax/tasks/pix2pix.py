@@ -53,6 +53,8 @@ SHAPE_FIELDS = ("model.num_downs", "model.ngf", "model.ndf", "model.n_layers", "
                 "model.skips", "model.conditional_d", "dataset.direction")
 
 
+MAX_IMAGE_SIZE = 256  # the reference's 256x256 images (train.py's limit for this task)
+
 def defaults() -> ml_collections.ConfigDict:
     """Defaults of pix2pix: the reference's recipe (U-Net, 70x70 PatchGAN, λ = 100, Adam
     2e-4 β1 0.5, linear decay), sized for a 256x256 paired dataset."""
