@@ -18,6 +18,13 @@ Studies (STUDIES below):
   'translation' measurement (L1, PSNR, SSIM; colourfulness and Lab histogram overlap of
   the photographs; FD and the classifier's accuracy against the input's label of the
   digits).
+- `cyclegan` (thin upright <-> thick slanted digits, configs/cyclegan.py): the paper's
+  Table 4 at one budget, the full loss against no cycle (the GAN alone: the identity
+  term, weighed λ·μ, goes with it), no identity term, no image pool, and one direction's
+  cycle only (forward A->B->A, backward B->A->B); the 'unpaired' measurement (L1 and
+  SSIM to the exact translations, the class kept (the accuracy against the source
+  labels of an SVC that knows both styles), FD to the target domain in the evaluation
+  classifier's features, slant, ink mass and cycle error) in both directions.
 
 Phases:
 - `train` runs `train.py --config=<the study's config>` with each recipe's overrides and
@@ -86,6 +93,25 @@ def _translation_floor(r: dict) -> dict:
     return {k: v for k, v in r["targets"].items() if isinstance(v, (int, float))}
 
 
+def _unpaired_figures(r: dict) -> dict:
+    return {f"{direction}_{k}": v for direction in ("a2b", "b2a")
+            for k, v in r[direction].items() if isinstance(v, float)}
+
+
+def _unpaired_floor(r: dict) -> dict:
+    out = {}
+    for direction in ("a2b", "b2a"):
+        row = r[direction]
+        out.update({f"{direction}_l1": 0.0, f"{direction}_ssim": 1.0,
+                    f"{direction}_cycle_error": 0.0,
+                    f"{direction}_fd": row.get("fd_floor"),
+                    f"{direction}_accuracy": row.get("exact_accuracy"),
+                    f"{direction}_content_accuracy": row.get("exact_content_accuracy"),
+                    f"{direction}_slant": row.get("target_slant"),
+                    f"{direction}_ink": row.get("target_ink")})
+    return out
+
+
 # The paper's Tables 1-2 (Isola et al. 2017): the loss and the generator's skips.
 PIX2PIX_RECIPES = {
     "l1": {"gan_weight": 0.0, "l1_weight": 100.0, "model.skips": True},
@@ -129,6 +155,32 @@ STUDIES = {
                  ("classifier accuracy", "accuracy", 3)),
         figures=_translation_figures, floor=_translation_floor,
         floor_label="*real 16x16 digits*"),
+    "cyclegan": Study(
+        config="configs/cyclegan.py",
+        # The paper's Table 4 (Zhu et al. 2017); configs/cyclegan.py supplies the rest.
+        recipes={name: {"cycle_weight": cycle_weight, "identity_weight": identity,
+                        "pool_size": pool, "cycle": cycle}
+                 for name, cycle_weight, identity, pool, cycle in (
+                     ("full", 10.0, 0.5, 50, "both"),
+                     ("no_cycle", 0.0, 0.5, 50, "both"),
+                     ("no_identity", 10.0, 0.0, 50, "both"),
+                     ("no_pool", 10.0, 0.5, 0, "both"),
+                     ("forward_cycle", 10.0, 0.5, 50, "forward"),
+                     ("backward_cycle", 10.0, 0.5, 50, "backward"))},
+        steps=2000,
+        recipe_columns=(("cycle λ", "cycle_weight"), ("identity μ", "identity_weight"),
+                        ("pool", "pool_size"), ("cycles", "cycle")),
+        columns=(("a→b L1", "a2b_l1", 3), ("b→a L1", "b2a_l1", 3),
+                 ("a→b SSIM", "a2b_ssim", 2), ("b→a SSIM", "b2a_ssim", 2),
+                 ("a→b class kept", "a2b_content_accuracy", 3),
+                 ("b→a class kept", "b2a_content_accuracy", 3),
+                 ("a→b FD", "a2b_fd", 2), ("b→a FD", "b2a_fd", 2),
+                 ("a→b slant", "a2b_slant", 2), ("a→b ink", "a2b_ink", 0),
+                 ("b→a ink", "b2a_ink", 0),
+                 ("a→b→a cycle error", "a2b_cycle_error", 3),
+                 ("b→a→b cycle error", "b2a_cycle_error", 3)),
+        figures=_unpaired_figures, floor=_unpaired_floor,
+        floor_label="*exact translations / real target digits*"),
 }
 
 

@@ -53,7 +53,7 @@ EMBEDDED = {
 # An embedded paired dataset whose targets are the images of an 'images' dataset -> that
 # dataset: its evaluation classifier (runs/classifier_<that dataset>) is the one that
 # judges translated images. The splits are the same, so it never saw a test target.
-TARGETS_OF = {"digits_upsample": "digits"}
+TARGETS_OF = {"digits_upsample": "digits", "digits_style": "digits"}
 
 
 def classifier_dataset(name: str) -> str:

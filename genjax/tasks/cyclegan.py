@@ -101,8 +101,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.split = "test"  # Held-out split: its domains testA and testB.
     c.eval.num_samples = 0  # Images per domain; 0 = all (always all with exact translations).
     c.eval.seed = 0  # Seeds the subset.
-    # A genjax classifier run of 16x16 digits whose accuracy on translated digits is
-    # reported (e.g. runs/classifier_digits); '' = no accuracy.
+    # The feature extractor of FD and the classifier of the translated digits' accuracy:
+    # a genjax classifier run; '' = the default one where one applies (digits_style: the
+    # digits' runs/classifier_digits, trained first when missing), else none.
     c.eval.classifier_workdir = ""
     return c
 

@@ -164,3 +164,132 @@ def test_unpaired_measurement_against_an_oracle_and_the_identity(data_dir, raw):
     scalars = UnpairedEvaluator.scalars(result)
     assert scalars["eval/l1"] == 0 and evaluator.quality.metric == "eval/l1"
     assert "a2b" in UnpairedEvaluator.table(result)
+
+
+class _Centroids:
+    """A stand-in classifier of 16x16 digits (not genjax's): logits = minus the squared
+    distance to each class's mean image of both training domains; features = 2x2 block
+    means (64 numbers)."""
+
+    name, sha256, input_shape = "centroids", "0" * 64, (16, 16, 1)
+
+    def __init__(self, raw):
+        images = np.concatenate([raw["trainA"]["image"], raw["trainB"]["image"]])
+        labels = np.concatenate([raw["trainA"]["label"], raw["trainB"]["label"]])
+        flat = images.reshape(len(images), -1).astype(np.float64) / 127.5 - 1
+        self.means = np.stack([flat[labels == c].mean(0) for c in range(10)])
+
+    def features_and_logits(self, images):
+        images = np.asarray(images, np.float64)
+        flat = images.reshape(len(images), -1)
+        pooled = images.reshape(-1, 8, 2, 8, 2).mean((2, 4)).reshape(len(images), -1)
+        return pooled, -((flat[:, None, :] - self.means[None]) ** 2).sum(-1)
+
+    def features(self, images):
+        return self.features_and_logits(images)[0]
+
+
+def _frechet(x, y):
+    """Float64 Fréchet distance by scipy's matrix square root (the independent oracle)."""
+    from scipy import linalg
+    mx, my = x.mean(0), y.mean(0)
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    root = linalg.sqrtm(cx @ cy).real
+    return float(((mx - my) ** 2).sum() + np.trace(cx + cy - 2 * root))
+
+
+def test_unpaired_measurement_fd_and_accuracy_with_an_extractor(data_dir, raw):
+    """With a feature extractor: FD of the outputs to the *target* domain's test images
+    (the oracle translator scores ~0, the identity the no-learning FD), the floor from
+    the target domain's training images, and the classifier's accuracy against the
+    *source* labels (the oracle scores the exact translations' accuracy)."""
+    from genjax import tasks
+    from genjax.evaluate.unpaired import UnpairedEvaluator
+    from genjax.tasks import cyclegan
+
+    config = tasks.defaults("cyclegan")
+    config.dataset.data_dir = data_dir
+    spec = cyclegan.data_spec(config)
+    extractor = _Centroids(raw)
+    evaluator = UnpairedEvaluator(config, spec, extractor)
+    to_float = lambda x: x.astype(np.float32) / np.float32(127.5) - 1  # noqa: E731
+    a, b = to_float(raw["testA"]["image"]), to_float(raw["testB"]["image"])
+    by_bytes = {direction: {x.tobytes(): y for x, y in zip(*pair)}
+                for direction, pair in (("a2b", (a, b)), ("b2a", (b, a)))}
+
+    def oracle(state, images, direction):
+        return np.stack([by_bytes[direction][np.asarray(x, np.float32).tobytes()]
+                         for x in images])
+
+    result = evaluator({"translate": oracle}, None, 3)
+    feats_a, feats_b = extractor.features(a), extractor.features(b)
+    assert abs(result["a2b"]["fd"]) < 1e-6 and abs(result["b2a"]["fd"]) < 1e-6
+    np.testing.assert_allclose(result["a2b"]["no_learning"]["fd"], _frechet(feats_b, feats_a),
+                               rtol=1e-4)
+    np.testing.assert_allclose(result["b2a"]["no_learning"]["fd"], _frechet(feats_a, feats_b),
+                               rtol=1e-4)
+    train_b = data.load_split(spec, "train", len(b), evaluator.seed)["b"]
+    np.testing.assert_allclose(result["a2b"]["fd_floor"],
+                               _frechet(feats_b, extractor.features(train_b)), rtol=1e-4)
+    labels = raw["testA"]["label"]
+    expected = np.mean(extractor.features_and_logits(b)[1].argmax(1) == labels)
+    assert result["a2b"]["accuracy"] == pytest.approx(expected)
+    assert result["a2b"]["accuracy"] == result["a2b"]["exact_accuracy"]
+    identity = evaluator({"translate": lambda state, x, d: np.asarray(x)}, None, 3)
+    np.testing.assert_allclose(identity["a2b"]["fd"], identity["a2b"]["no_learning"]["fd"],
+                               rtol=1e-6)
+    assert identity["a2b"]["fd"] > 10 * max(result["a2b"]["fd_floor"], 1e-3)
+    assert UnpairedEvaluator.scalars(result)["eval/fd"] < 1e-6
+    assert UnpairedEvaluator.needs_classifier(config)
+
+
+def test_unpaired_measurement_content_accuracy_knows_both_styles(data_dir, raw):
+    """content_accuracy: an SVC fitted on both domains' training pixels judges the class
+    of each output against its *source* label. The oracle translator scores the exact
+    translations' accuracy (checked against an SVC fitted here), the identity the
+    inputs', and a translator that returns another class's digit scores near zero."""
+    from sklearn.svm import SVC
+
+    from genjax import tasks
+    from genjax.evaluate.unpaired import UnpairedEvaluator
+    from genjax.tasks import cyclegan
+
+    config = tasks.defaults("cyclegan")
+    config.dataset.data_dir = data_dir
+    evaluator = UnpairedEvaluator(config, cyclegan.data_spec(config))
+    to_float = lambda x: x.astype(np.float32) / np.float32(127.5) - 1  # noqa: E731
+    train = np.concatenate([raw["trainA"]["image"], raw["trainB"]["image"]])
+    svc = SVC().fit(to_float(train).astype(np.float64).reshape(len(train), -1),
+                    np.concatenate([raw["trainA"]["label"], raw["trainB"]["label"]]))
+    a, b = to_float(raw["testA"]["image"]), to_float(raw["testB"]["image"])
+    labels = raw["testA"]["label"]  # testB holds the same digits in the same order
+    lookup = {"a2b": dict(zip([x.astype(np.float32).tobytes() for x in a], b)),
+              "b2a": dict(zip([x.astype(np.float32).tobytes() for x in b], a))}
+
+    def oracle(state, images, direction):
+        return np.stack([lookup[direction][np.asarray(x, np.float32).tobytes()]
+                         for x in images]).astype(np.float32)
+
+    result = evaluator({"translate": oracle}, None, 1)
+    expected = np.mean(svc.predict(b.reshape(len(b), -1)) == labels)
+    assert result["a2b"]["content_accuracy"] == pytest.approx(expected)
+    assert result["a2b"]["exact_content_accuracy"] == pytest.approx(expected)
+    assert expected > 0.85  # it knows the thick slanted style
+    assert np.trace(np.asarray(result["a2b"]["content_confusion"])) == round(expected * len(b))
+    identity = evaluator({"translate": lambda state, x, d: np.asarray(x)}, None, 1)
+    assert identity["a2b"]["content_accuracy"] == pytest.approx(
+        np.mean(svc.predict(a.reshape(len(a), -1)) == labels))
+    # Another class's digit (the next test record with a different label) in the right style.
+    other = {i: next(j for j in range(i + 1, i + len(labels))
+                     if labels[j % len(labels)] != labels[i]) % len(labels)
+             for i in range(len(labels))}
+    index = {"a2b": {x.tobytes(): i for i, x in enumerate(a)},
+             "b2a": {x.tobytes(): i for i, x in enumerate(b)}}
+
+    def swapped(state, images, direction):
+        there = b if direction == "a2b" else a
+        return np.stack([there[other[index[direction][np.asarray(x, np.float32).tobytes()]]]
+                         for x in images])
+
+    wrong = evaluator({"translate": swapped}, None, 1)
+    assert wrong["a2b"]["content_accuracy"] < 0.15
