@@ -158,8 +158,9 @@ def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
     if num_devices is not None:
         require(
             c.batch_size % num_devices == 0,
-            f"Config field 'batch_size' ({c.batch_size}) must be divisible by the number of "
-            f"local devices ({num_devices}); use a multiple of {num_devices}, e.g. "
+            f"Config field 'batch_size' ({c.batch_size}, the global batch) must be divisible "
+            f"by the number of devices ({num_devices}, over all processes); use a multiple "
+            f"of {num_devices}, e.g. "
             f"{max(num_devices, c.batch_size // num_devices * num_devices)}.",
         )
 

@@ -29,6 +29,10 @@ class NonFiniteError(GenjaxError):
     """Training stopped: too many consecutive updates had a non-finite loss or gradient."""
 
 
+class DistributedError(GenjaxError):
+    """A multi-process run cannot be set up as configured (flags, devices, the lock)."""
+
+
 class Preempted(GenjaxError):
     """Training stopped on SIGTERM/SIGINT after saving a checkpoint; rerun to continue.
 

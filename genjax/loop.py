@@ -45,13 +45,25 @@ What it does when things go wrong (the tests in tests/test_reliability.py prove 
 - SIGTERM/SIGINT stop at the next step boundary after a committed checkpoint
   (`genjax.preemption`); a failed save stops training with the earlier checkpoints
   intact.
+
+Several processes (`genjax.parallel.initialize`, e.g. a TPU pod slice): every process runs
+this same loop on its own devices and feeds its own rows of each global batch; the
+step's collectives span all devices. Process 0 alone holds the workdir lock and writes
+config.json, the logs, pictures, evaluations and eval/best.json; every process takes
+part in each checkpoint save and restore (orbax coordinates them). Decisions that must
+agree are made together: a stop signal received by any process stops all of them at the
+same step, found at the next step that is a multiple of `log_every_steps` or
+`checkpoint_every_steps` (the non-finite streak is in the replicated state, so it agrees
+by itself); an evaluation's figure, which decides a best-step save, is process 0's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,7 +79,8 @@ from genjax import config as config_lib
 from genjax import data, evaluate, lock, parallel, tasks, viz
 from genjax.checkpoint import Checkpoints, library_versions
 from genjax.errors import (CheckpointError, CheckpointSaveError, ConfigError,
-                           CorruptCheckpointError, NonFiniteError, Preempted)
+                           CorruptCheckpointError, DistributedError, GenjaxError,
+                           NonFiniteError, Preempted)
 from genjax.preemption import StopSignal
 from genjax.run import load_run
 
@@ -126,8 +139,8 @@ def _resolve_auto(config, workdir: Path):
         note = (f"; this workdir's config.json recorded {recorded!r} (a run on another "
                 f"backend or with another setting): continuing with {chosen!r}, not bitwise "
                 f"as with {recorded!r} (pass --config.model.conv_impl={recorded} to keep it)")
-    print(f"model.conv_impl='auto' is {chosen!r} on {jax.default_backend()} at "
-          f"{resolved.image_size}x{resolved.image_size}{note}.", flush=True)
+    _say(f"model.conv_impl='auto' is {chosen!r} on {jax.default_backend()} at "
+         f"{resolved.image_size}x{resolved.image_size}{note}.")
     return resolved
 
 
@@ -187,6 +200,12 @@ class _Logger:
         self.writer.close()
 
 
+def _say(*args) -> None:
+    """A progress line: printed by process 0 only (the others run the same steps)."""
+    if parallel.is_primary():
+        print(*args, flush=True)
+
+
 def _write_visuals(run, host_state, step: int) -> None:
     """The task's pictures of the fixed held-out batch (see the module docstring)."""
     key = jax.random.fold_in(jax.random.key(run.config.seed), SAMPLE_STREAM)
@@ -206,10 +225,17 @@ def _best_tag(metric: str) -> str:
 
 def _evaluate(run, host_state, step: int) -> dict | None:
     """Runs the evaluators, logs their scalars and the best figure so far, and returns
-    this step's quality record (None if its figure is missing or not finite)."""
-    scalars = run.evaluate(host_state, step)
+    this step's quality record (None if its figure is missing or not finite). With
+    several processes, process 0 evaluates and the others receive its record."""
     quality = run.evaluate.quality
+    if not parallel.is_primary():
+        value = parallel.broadcast_float(None)
+        return None if value is None or quality is None else \
+            {"metric": quality.metric, "value": value, "mode": quality.mode}
+    scalars = run.evaluate(host_state, step)
     record = quality.record(scalars) if quality is not None else None
+    if parallel.process_count() > 1:
+        parallel.broadcast_float(None if record is None else record["value"])
     best = record if run.checkpoints.improves(record) else run.checkpoints.best()
     if best is not None:
         scalars[_best_tag(best["metric"])] = best["value"]
@@ -220,6 +246,8 @@ def _evaluate(run, host_state, step: int) -> dict | None:
 def _write_best_record(workdir: Path, checkpoints: Checkpoints) -> None:
     """Makes <workdir>/eval/best.json describe the committed best step (or removes a
     record whose step is gone, e.g. moved aside as corrupt)."""
+    if not parallel.is_primary():
+        return
     best = checkpoints.best()
     path = workdir / "eval" / "best.json"
     if best is not None:
@@ -250,16 +278,21 @@ def _dataset_meta(spec: data.DataSpec):
 
 
 def _make_pipeline(spec: data.DataSpec, config, num_devices: int) -> data.Pipeline:
+    """This process's share of the training batches (all of them with one process)."""
+    first, rows = parallel.process_rows(config.batch_size)
     try:
         return data.training_pipeline(spec, global_batch_size=config.batch_size,
-                                      num_devices=num_devices, seed=config.seed)
+                                      num_devices=num_devices, seed=config.seed,
+                                      num_processes=config.batch_size // rows,
+                                      process_index=first // rows)
     except data.DatasetNotAvailableError as e:
         raise _dataset_error(spec, e) from None
 
 
 def _held_out_batch(spec: data.DataSpec, task):
-    """The fixed held-out batch the task's visuals draw from (None if it takes none)."""
-    if not task.held_out:
+    """The fixed held-out batch the task's visuals draw from (None if it takes none, and
+    on every process but process 0, which draws the pictures)."""
+    if not task.held_out or not parallel.is_primary():
         return None
     try:
         return data.held_out_batch(spec, task.held_out, task.held_out_seed)
@@ -282,6 +315,8 @@ def _open_checkpoints(workdir: Path, config) -> Checkpoints:
 
 
 def _write_config(workdir: Path, config) -> None:
+    if not parallel.is_primary():
+        return
     try:
         (workdir / "config.json").write_text(config_lib.to_json(config))
     except OSError as e:
@@ -328,9 +363,14 @@ def _restore_newest(checkpoints: Checkpoints, target, pipeline, workdir: Path):
             logging.warning("Skipping checkpoint step %d: %s", step, _shorten(str(e)))
             unreadable.append((step, e))
             continue
-        for bad, _ in unreadable:
-            moved = checkpoints.move_aside(bad, workdir / "checkpoints_corrupt")
-            logging.warning("Moved unreadable checkpoint step %d to %s (not deleted).", bad, moved)
+        for bad, _ in unreadable:  # by process 0; every process then sees them gone
+            if parallel.is_primary():
+                moved = checkpoints.move_aside(bad, workdir / "checkpoints_corrupt")
+                logging.warning("Moved unreadable checkpoint step %d to %s (not deleted).",
+                                bad, moved)
+        if unreadable and parallel.process_count() > 1:
+            parallel.sync("genjax_moved_aside")
+            checkpoints.manager.reload()
         _warn_if_versions_differ(saved, step)
         return state, step
     if unreadable:
@@ -353,8 +393,7 @@ def _restore_or_init(task, config, checkpoints: Checkpoints, pipeline, workdir: 
     restored = _restore_newest(checkpoints, state, pipeline, workdir)
     if restored is not None:
         state, step = restored
-        print(f"Resumed from {checkpoints.directory}/{step} (step {int(state.step)}).",
-              flush=True)
+        _say(f"Resumed from {checkpoints.directory}/{step} (step {int(state.step)}).")
     return state
 
 
@@ -380,7 +419,7 @@ class _Run(NamedTuple):
     config: ml_collections.ConfigDict
     meta: Any
     checkpoints: Checkpoints
-    logger: _Logger
+    logger: _Logger | None  # process 0's; None on the others
     workdir: Path
     evaluate: Any = None  # evaluate.make_evaluator's hook, or None: (host state, step) -> scalars
     held_out: Any = None  # the fixed held-out batch of the task's visuals (or None)
@@ -409,16 +448,32 @@ def _save(run: _Run, step: int, p_state, tripped, data_state, quality=None) -> N
                          _checkpoint_meta(run.config, run.meta), quality)
 
 
+def _stop_now(run: _Run, stop: StopSignal, step: int) -> bool:
+    """Whether to stop after `step` for a signal. One process: as soon as it has one.
+    Several: when any has one, checked together (a collective) at the steps that are
+    multiples of log_every_steps or checkpoint_every_steps, so all stop at one step."""
+    if parallel.process_count() == 1:
+        return stop.requested
+    config = run.config
+    if step % config.log_every_steps and step % config.checkpoint_every_steps:
+        return False
+    return parallel.any_process(stop.requested)
+
+
 def _stop_on_signal(run: _Run, stop: StopSignal, step: int, saved: bool, p_state, tripped,
                     data_state) -> None:
     if not saved:
         _save(run, step, p_state, tripped, data_state)
-    print(f"{stop.name}: waiting for checkpoint step {step} to be committed ...", flush=True)
+    # A process stopping because another one was signalled reports SIGTERM's status,
+    # so that a scheduler requeues the whole job.
+    name, signum = (stop.name, stop.signum) if stop.requested else \
+        ("a stop signal to another process", signal.SIGTERM)
+    print(f"{name}: waiting for checkpoint step {step} to be committed ...", flush=True)
     run.checkpoints.wait()
     raise Preempted(
-        f"Stopped by {stop.name} at step {step}/{run.config.num_train_steps}; checkpoint step "
+        f"Stopped by {name} at step {step}/{run.config.num_train_steps}; checkpoint step "
         f"{step} is committed in {run.checkpoints.directory}. Run the same command again to "
-        "continue from there.", stop.signum)
+        "continue from there.", signum)
 
 
 def _train(run: _Run, state, pipeline) -> Any:
@@ -432,21 +487,28 @@ def _train(run: _Run, state, pipeline) -> Any:
     batches = parallel.prefetch((batch, pipeline.get_state()) for batch in pipeline)
     t0 = time.perf_counter()
     with StopSignal() as stop:
-        print(f"Training {config.task} on {config.dataset.name} ({run.meta.image_shape}) "
-              f"for steps {start + 1}..{total} on {parallel.device_count()} device(s); "
-              f"workdir {run.workdir}", flush=True)  # from here on, signals stop cleanly
+        processes = parallel.process_count()
+        where = (f"{parallel.device_count()} device(s)" if processes == 1 else
+                 f"{parallel.global_device_count()} devices ({processes} processes x "
+                 f"{parallel.device_count()})")
+        _say(f"Training {config.task} on {config.dataset.name} ({run.meta.image_shape}) "
+             f"for steps {start + 1}..{total} on {where}; "
+             f"workdir {run.workdir}")  # from here on, signals stop cleanly
         for step in range(start + 1, total + 1):
             batch, data_state = next(batches)
             p_state, metrics, tripped = p_step(p_state, batch, tripped)
             if step == start + 1:
                 jax.block_until_ready(metrics)  # the first step includes compilation
-                print(f"First step (compilation included) took "
-                      f"{time.perf_counter() - t0:.1f}s.", flush=True)
-                run.logger.start(step)
+                _say(f"First step (compilation included) took "
+                     f"{time.perf_counter() - t0:.1f}s.")
+                if run.logger is not None:
+                    run.logger.start(step)
             if step % config.log_every_steps == 0 or step == total:
-                run.logger.scalars(step, parallel.unreplicate(metrics))
+                if run.logger is not None:
+                    run.logger.scalars(step, parallel.unreplicate(metrics))
                 _check_streak(run, step, tripped)
-            if draw_every and (step % draw_every == 0 or step == total):
+            if draw_every and run.logger is not None and (step % draw_every == 0
+                                                          or step == total):
                 _write_visuals(run, parallel.unreplicate(p_state), step)
             evaluated = None  # this step's quality record, if it was evaluated
             if run.evaluate is not None and (step % config.eval_every_steps == 0
@@ -459,10 +521,54 @@ def _train(run: _Run, state, pipeline) -> Any:
             if new_best:  # eval/best.json names only a committed step
                 run.checkpoints.wait()
                 _write_best_record(run.workdir, run.checkpoints)
-            if stop.requested and step < total:  # at the last step, just finish
+            if step < total and _stop_now(run, stop, step):  # at the last step, finish
                 _stop_on_signal(run, stop, step, saved, p_state, tripped, data_state)
         run.checkpoints.wait()
     return parallel.unreplicate(p_state)
+
+
+def _primary_first(fn):
+    """`fn()`, run by process 0 before the others when there are several (it may write a
+    shared folder, e.g. prepare an embedded dataset); if it fails there, every process
+    stops."""
+    if not parallel.multiprocess():
+        return fn()
+    error = None
+    if parallel.is_primary():
+        try:
+            result = fn()
+        except GenjaxError as e:
+            error = e
+    if parallel.any_process(error is not None):
+        if error is not None:
+            raise error
+        raise DistributedError("Process 0 of this run stopped with an error (its message "
+                               "says which); every process stops.")
+    return result if parallel.is_primary() else fn()
+
+
+@contextlib.contextmanager
+def _hold_workdir(workdir: Path):
+    """`lock.hold(workdir)`, taken by process 0 alone when there are several (the
+    workdir is shared); if it cannot, every process stops with an error."""
+    if not parallel.multiprocess():
+        with lock.hold(workdir):
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        error = None
+        if parallel.is_primary():
+            try:
+                stack.enter_context(lock.hold(workdir))
+            except GenjaxError as e:
+                error = e
+        if parallel.any_process(error is not None):
+            if error is not None:
+                raise error
+            raise DistributedError(
+                f"Process 0 of this run could not take the workdir {workdir} (its message "
+                "says why, e.g. another run is using it); every process stops.")
+        yield
 
 
 def train_evaluation_classifier(config: ml_collections.ConfigDict, where) -> None:
@@ -471,18 +577,18 @@ def train_evaluation_classifier(config: ml_collections.ConfigDict, where) -> Non
     saying so, where, and how long it took. Once per dataset: later evaluations load it."""
     where = Path(where)
     classifier = evaluate.extractors.classifier_config(config)
-    print(f"No evaluation classifier in {where} ({where.absolute()}): training one there now "
-          f"on {classifier.dataset.name!r} with configs/classifier.py's recipe "
-          f"({classifier.num_train_steps} steps at {classifier.image_size}x"
-          f"{classifier.image_size}; about 40 s on 2 CPU cores for the embedded digits). "
-          "Later evaluations reuse it; to use another, pass --extractor_workdir or set "
-          "eval.classifier_workdir.", flush=True)
+    _say(f"No evaluation classifier in {where} ({where.absolute()}): training one there now "
+         f"on {classifier.dataset.name!r} with configs/classifier.py's recipe "
+         f"({classifier.num_train_steps} steps at {classifier.image_size}x"
+         f"{classifier.image_size}; about 40 s on 2 CPU cores for the embedded digits). "
+         "Later evaluations reuse it; to use another, pass --extractor_workdir or set "
+         "eval.classifier_workdir.")
     start = time.perf_counter()
     train_and_evaluate(classifier, where)
     report = where / "eval" / "classifier.json"
     accuracy = json.loads(report.read_text()).get("test_accuracy") if report.exists() else None
-    print(f"Trained the evaluation classifier in {where} in {time.perf_counter() - start:.0f} s"
-          + (f" (test accuracy {accuracy:.4f})." if accuracy is not None else "."), flush=True)
+    _say(f"Trained the evaluation classifier in {where} in {time.perf_counter() - start:.0f} s"
+         + (f" (test accuracy {accuracy:.4f})." if accuracy is not None else "."))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
@@ -499,9 +605,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     module = tasks.validate(config)  # pure: no JAX, no disk
     _check_workdir_config(workdir, config)
     spec = module.data_spec(config)
-    meta = _dataset_meta(spec)
+    meta = _primary_first(lambda: _dataset_meta(spec))  # it may prepare an embedded dataset
     num_devices = parallel.device_count()
-    tasks.validate(config, num_devices)
+    tasks.validate(config, parallel.global_device_count())
     config = _resolve_auto(config, workdir)
     pipeline = _make_pipeline(spec, config, num_devices)
     enable_compilation_cache()
@@ -517,15 +623,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     evaluator = evaluate.make_evaluator(config, task, workdir)
     held_out = _held_out_batch(spec, task)
 
-    with lock.hold(workdir):  # one live run per workdir, from before the first write
+    with _hold_workdir(workdir):  # one live run per workdir, from before the first write
         checkpoints = _open_checkpoints(workdir, config)
         logger = None
         try:
             state = _restore_or_init(task, config, checkpoints, pipeline, workdir)
             _write_config(workdir, config)
             _write_best_record(workdir, checkpoints)  # the best survives a resume
-            logger = _Logger(workdir, config.num_train_steps, config.batch_size,
-                             int(state.skipped))
+            if parallel.is_primary():
+                logger = _Logger(workdir, config.num_train_steps, config.batch_size,
+                                 int(state.skipped))
             return _train(_Run(task, config, meta, checkpoints, logger, workdir, evaluator,
                                held_out), state, pipeline)
         finally:

@@ -60,7 +60,8 @@ def test_bad_values_are_named_with_choices(field, value, pattern):
 def test_batch_size_must_divide_by_devices():
     c = _unlocked()
     c.batch_size = 60
-    with pytest.raises(ConfigError, match="divisible by the number of local devices \\(8\\)"):
+    with pytest.raises(ConfigError,
+                       match="divisible by the number of devices \\(8, over all processes\\)"):
         tasks_lib.validate(c, num_devices=8)
 
 

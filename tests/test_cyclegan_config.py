@@ -96,6 +96,23 @@ def test_resume_with_the_pools_is_bitwise_equal_to_a_straight_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_without_pools_it_checkpoints_and_resumes_bitwise(tmp_path):
+    """pool_size=0 (the 'no pool' ablation) holds no pool in the state (a checkpoint
+    cannot save zero-size arrays), saves, and resumes bit for bit."""
+    import chex
+
+    def config(steps):
+        return _tiny(tmp_path / "tfds", num_train_steps=steps, checkpoint_every_steps=2,
+                     sample_every_steps=2, log_every_steps=2, pool_size=0)
+
+    straight = genjax.train_and_evaluate(config(4), tmp_path / "a")
+    genjax.train_and_evaluate(config(2), tmp_path / "b")
+    resumed = genjax.train_and_evaluate(config(4), tmp_path / "b")
+    assert int(resumed.step) == 4 and resumed.pool == {} and resumed.pool_count == {}
+    chex.assert_trees_all_equal(straight, resumed)
+
+
+@pytest.mark.slow
 def test_tfds_cycle_gan_by_name_on_mock_data(tmp_path):
     import tensorflow_datasets as tfds
 

@@ -1,5 +1,5 @@
 """Input data: TFDS data_source -> grain pipelines, and the embedded datasets ('digits';
-the paired 'digits_upsample' and 'photo_colour').
+the paired 'digits_upsample' and 'photo_colour'; the captioned 'captioned_digits').
 
 Tasks describe their batches with a `DataSpec` (`genjax.data.spec`: the layouts
 'images', 'paired', 'unpaired', 'captioned', from TFDS or image folders); `meta`,

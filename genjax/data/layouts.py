@@ -419,13 +419,19 @@ def _domain_seed(seed: int, index: int) -> int:
 
 
 def _batched(source, transform, *, seed: int, shuffle: bool, batch_size: int,
-             drop_remainder: bool, image_keys) -> grain.MapDataset:
+             drop_remainder: bool, image_keys, num_processes: int = 1,
+             process_index: int = 0) -> grain.MapDataset:
+    """Batches of `batch_size` (the global batch); with `num_processes` > 1, this
+    process's rows of each (`pipeline.process_share`)."""
     dataset = grain.MapDataset.source(source).seed(int(seed))
     if shuffle:
         dataset = dataset.shuffle()  # index shuffle: a new permutation every epoch
     dataset = dataset.random_map(transform)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder,
-                         batch_fn=functools.partial(_collate, image_keys=image_keys))
+    collate = functools.partial(_collate, image_keys=image_keys)
+    if num_processes > 1:
+        return pipeline_lib.process_share(dataset, batch_size, num_processes, process_index,
+                                          collate)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
 
 
 def _renamed(domain: str):
@@ -441,6 +447,7 @@ def make_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, s
                   shuffle: bool = True, repeat: bool = True, drop_remainder: bool = True,
                   num_threads: int = pipeline_lib.DEFAULT_NUM_THREADS,
                   prefetch_batches: int = pipeline_lib.DEFAULT_PREFETCH_BATCHES,
+                  num_processes: int = 1, process_index: int = 0,
                   ) -> pipeline_lib.Pipeline:
     """The resumable training pipeline of `spec.split` for any spec but TFDS 'images'.
 
@@ -448,7 +455,9 @@ def make_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, s
     streams are zipped, so `steps_per_epoch` is the larger domain's batch count; without
     `repeat`, both stop after the smaller domain's batches.
     """
-    pipeline_lib._check_layout(global_batch_size, num_devices, spec.image_size)
+    pipeline_lib._check_layout(global_batch_size, num_devices, spec.image_size,
+                               num_processes, process_index)
+    pipeline_lib._check_multiprocess(num_processes, drop_remainder)
     meta = layout_meta(spec)
     sources = open_split(spec, spec.split, meta)
     if spec.layout == "images" and is_folder(spec):
@@ -456,7 +465,8 @@ def make_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, s
             sources[""], meta, spec.split, global_batch_size=global_batch_size,
             num_devices=num_devices, image_size=spec.image_size, seed=seed, shuffle=shuffle,
             repeat=repeat, drop_remainder=drop_remainder, num_threads=num_threads,
-            prefetch_batches=prefetch_batches)
+            prefetch_batches=prefetch_batches, num_processes=num_processes,
+            process_index=process_index)
     transform = _transform(spec, meta, train=True)
     parts = []
     for index, (role, source) in enumerate(sources.items()):
@@ -466,7 +476,8 @@ def make_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, s
         dataset = _batched(source, transform,
                            seed=_domain_seed(seed, index) if role else seed, shuffle=shuffle,
                            batch_size=global_batch_size, drop_remainder=drop_remainder,
-                           image_keys=_image_keys(spec))
+                           image_keys=_image_keys(spec), num_processes=num_processes,
+                           process_index=process_index)
         parts.append(dataset.map(_renamed(role)) if role else dataset)
     steps_per_epoch = max(len(part) for part in parts)
     if repeat:
@@ -482,8 +493,8 @@ def make_pipeline(spec: DataSpec, *, global_batch_size: int, num_devices: int, s
                                      prefetch_buffer_size=prefetch_batches)
     return pipeline_lib.Pipeline(
         iter(dataset.to_iter_dataset(read_options)), meta=meta, num_devices=num_devices,
-        per_device_batch=global_batch_size // num_devices, image_size=spec.image_size,
-        steps_per_epoch=steps_per_epoch)
+        per_device_batch=global_batch_size // (num_devices * num_processes),
+        image_size=spec.image_size, steps_per_epoch=steps_per_epoch)
 
 
 def split_sizes(spec: DataSpec, split: str) -> dict[str, int]:

@@ -7,6 +7,11 @@ centred square, resizes it (bilinear, antialiased when shrinking) and scales it 
 'label': int32 [devices, per_device]}`. Everything is a pure function of
 (seed, step), so a pipeline's state is one integer and a restored pipeline continues
 with exactly the batches the original would have produced.
+
+Several processes: with `num_processes` > 1, process `process_index` reads and prepares
+only its own consecutive rows of every global batch (rows [p*b, (p+1)*b) of it, b =
+global batch / processes), so the processes together feed exactly the batches one
+process would, and its `devices` axis holds its own devices only.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ EMBEDDED = {
     "digits_upsample": "genjax.data.digits_upsample:prepare",
     "photo_colour": "genjax.data.photo_colour:prepare",
     "digits_style": "genjax.data.digits_style:prepare",
+    "captioned_digits": "genjax.data.captioned_digits:prepare",
 }
 
 
@@ -329,18 +335,45 @@ class Pipeline(grain.DatasetIterator):
         self._parent.set_state(state)
 
 
-def _check_layout(global_batch_size: int, num_devices: int, image_size: int) -> None:
+def _check_layout(global_batch_size: int, num_devices: int, image_size: int,
+                  num_processes: int = 1, process_index: int = 0) -> None:
     for label, value in [("global_batch_size", global_batch_size),
-                         ("num_devices", num_devices), ("image_size", image_size)]:
+                         ("num_devices", num_devices), ("image_size", image_size),
+                         ("num_processes", num_processes)]:
         if not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{label} must be a positive integer, got {value!r}.")
-    if global_batch_size % num_devices:
-        nearest = num_devices * max(1, global_batch_size // num_devices)
+    if not 0 <= process_index < num_processes:
+        raise ValueError(f"process_index must be in 0..{num_processes - 1}, got "
+                         f"{process_index}.")
+    total = num_devices * num_processes
+    if global_batch_size % total:
+        nearest = total * max(1, global_batch_size // total)
+        where = (f"num_devices={num_devices}" if num_processes == 1 else
+                 f"{total} devices ({num_processes} processes x {num_devices} devices)")
         raise ValueError(
-            f"global_batch_size={global_batch_size} is not divisible by num_devices="
-            f"{num_devices}: every device must get the same number of examples. Use a "
-            f"multiple of {num_devices}, e.g. {nearest}."
+            f"global_batch_size={global_batch_size} is not divisible by {where}: every "
+            f"device must get the same number of examples. Use a multiple of {total}, "
+            f"e.g. {nearest}."
         )
+
+
+def process_share(dataset, global_batch_size: int, num_processes: int, process_index: int,
+                  batch_fn) -> Any:
+    """`dataset` (a grain MapDataset of examples) in batches of this process's rows of
+    each global batch (`drop_remainder`): global batch k is the process batches
+    k*P .. k*P+P-1, in order, and process p takes batch k*P+p."""
+    local = global_batch_size // num_processes
+    batches = dataset.batch(local, drop_remainder=True, batch_fn=batch_fn)
+    if num_processes == 1:
+        return batches
+    steps = len(dataset) // global_batch_size
+    return batches[: steps * num_processes][process_index::num_processes]
+
+
+def _check_multiprocess(num_processes: int, drop_remainder: bool) -> None:
+    if num_processes > 1 and not drop_remainder:
+        raise ValueError("A pipeline shared by several processes drops the last, partial "
+                         "batch of each epoch: use drop_remainder=True.")
 
 
 def _check_fits(name: str, split: str, size: int, global_batch_size: int, num_devices: int,
@@ -373,6 +406,8 @@ def make_pipeline(
     drop_remainder: bool = True,
     num_threads: int = DEFAULT_NUM_THREADS,
     prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
+    num_processes: int = 1,
+    process_index: int = 0,
 ) -> Pipeline:
     """A deterministic, resumable pipeline of per-device batches from a TFDS split.
 
@@ -382,31 +417,36 @@ def make_pipeline(
     count; non-square ones are centre-cropped to a square first. With `shuffle`, each
     epoch is a different permutation, all determined by `seed`. With `repeat`, the
     iterator never ends; without, it ends after one epoch. `num_threads` threads compute
-    up to `prefetch_batches` batches ahead (0 threads: compute on demand).
+    up to `prefetch_batches` batches ahead (0 threads: compute on demand). With
+    `num_processes` > 1 (training only: `drop_remainder`), this process's share of each
+    global batch (module docstring), `num_devices` being this process's devices.
 
     Raises:
       ValueError: for a batch size that is not a positive multiple of num_devices, or
         larger than the split.
       DatasetNotAvailableError: for an unknown or unprepared dataset (see dataset_source).
     """
-    _check_layout(global_batch_size, num_devices, image_size)
+    _check_layout(global_batch_size, num_devices, image_size, num_processes, process_index)
     source = dataset_source(name, split, data_dir)
     meta = dataset_meta(name, data_dir)
     return pipeline_from_source(
         source, meta, split, global_batch_size=global_batch_size, num_devices=num_devices,
         image_size=image_size, seed=seed, shuffle=shuffle, repeat=repeat,
         drop_remainder=drop_remainder, num_threads=num_threads,
-        prefetch_batches=prefetch_batches)
+        prefetch_batches=prefetch_batches, num_processes=num_processes,
+        process_index=process_index)
 
 
 def pipeline_from_source(source, meta: DatasetMeta, split: str, *, global_batch_size: int,
                          num_devices: int, image_size: int, seed: int, shuffle: bool = True,
                          repeat: bool = True, drop_remainder: bool = True,
                          num_threads: int = DEFAULT_NUM_THREADS,
-                         prefetch_batches: int = DEFAULT_PREFETCH_BATCHES) -> Pipeline:
+                         prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
+                         num_processes: int = 1, process_index: int = 0) -> Pipeline:
     """`make_pipeline` over any random-access source of `{image_key, label_key}` records
     (a TFDS data_source, an image folder)."""
-    _check_layout(global_batch_size, num_devices, image_size)
+    _check_layout(global_batch_size, num_devices, image_size, num_processes, process_index)
+    _check_multiprocess(num_processes, drop_remainder)
     _check_fits(meta.name, split, len(source), global_batch_size, num_devices, drop_remainder)
 
     # `.seed()` rather than `shuffle(seed=...)`: grain then hashes the seed (SeedSequence)
@@ -419,7 +459,12 @@ def pipeline_from_source(source, meta: DatasetMeta, split: str, *, global_batch_
         _preprocess, image_key=meta.image_key, label_key=meta.label_key, image_size=image_size))
     # Batch before repeat so epochs never mix inside a batch; repeat after batch still
     # reshuffles, because batch k of epoch e reads shuffled indices of epoch e.
-    dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder, batch_fn=_collate)
+    if num_processes > 1:
+        dataset = process_share(dataset, global_batch_size, num_processes, process_index,
+                                _collate)
+    else:
+        dataset = dataset.batch(global_batch_size, drop_remainder=drop_remainder,
+                                batch_fn=_collate)
     steps_per_epoch = len(dataset)
     if repeat:
         dataset = dataset.repeat()
@@ -427,5 +472,5 @@ def pipeline_from_source(source, meta: DatasetMeta, split: str, *, global_batch_
                                      prefetch_buffer_size=prefetch_batches)
     iterator = iter(dataset.to_iter_dataset(read_options))
     return Pipeline(iterator, meta=meta, num_devices=num_devices,
-                    per_device_batch=global_batch_size // num_devices,
+                    per_device_batch=global_batch_size // (num_devices * num_processes),
                     image_size=image_size, steps_per_epoch=steps_per_epoch)

@@ -41,7 +41,9 @@ Where data come from (`DataSpec.name`):
   - a TFDS dataset name ('mnist', 'celeb_a:2.1.0', 'cycle_gan/horse2zebra',
     'coco_captions'), read from its prepared array_record files; or an embedded one,
     prepared offline on first use: 'digits' ('images'), 'digits_upsample' and
-    'photo_colour' ('paired': 4x4 -> 16x16 digits; grey -> colour photo patches);
+    'photo_colour' ('paired': 4x4 -> 16x16 digits; grey -> colour photo patches),
+    'captioned_digits' ('captioned': colour digits with known attributes, and a split of
+    attribute combinations never seen in training; `genjax.data.captioned_digits`);
   - 'folder:PATH', a directory of image files (PNG, JPEG, BMP, GIF, TIFF, WebP; decoded
     with PIL, greyscale or RGB; a folder's channel count is its first image's unless
     `channels` says) laid out per layout, one subfolder per split:

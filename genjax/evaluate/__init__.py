@@ -13,6 +13,9 @@ evaluates a run's newest checkpoint with the evaluators its task declares and wr
   autoencoding  the 'autoencoding' measurement (compression, features, likelihood)
   conditional   the 'conditional' measurement (label accuracy and confusion, intra-class
                 FD, within-class diversity, D's matched-vs-mismatched AUC)
+  captions      the 'captions' (text-to-image: attributes measured on the generated
+                images, seen and held-out combinations, FD, interpolation monotonicity)
+                and 'retrieval' (text encoder: caption <-> image recall@k) measurements
   evaluator     builds and runs a task's declared evaluators by name (`MEASURES`)
 """
 

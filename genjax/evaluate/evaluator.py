@@ -17,7 +17,10 @@ Each measurement declares its `quality`, the one figure by which the training lo
 a run's best checkpoint (`genjax.checkpoint.Quality`): 'generative' the Fréchet distance
 (lower is better), 'classification' the accuracy, 'autoencoding' a VAE's IWAE bound and
 an autoencoder's PSNR (higher is better), 'translation' the mean L1 distance of the
-outputs to the targets (lower is better). The first evaluator a task declares decides.
+outputs to the targets (lower is better), 'captions' the rate of generated images whose
+measured attributes are all right on the test captions (higher is better), 'retrieval'
+the mean recall@1 of caption -> image and image -> caption (higher is better). The
+first evaluator a task declares decides.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ MEASURES = {"generative": "genjax.evaluate.generative:GenerativeEvaluator",
             "autoencoding": "genjax.evaluate.autoencoding:AutoencoderEvaluator",
             "conditional": "genjax.evaluate.conditional:ConditionalEvaluator",
             "translation": "genjax.evaluate.translation:TranslationEvaluator",
-            "unpaired": "genjax.evaluate.unpaired:UnpairedEvaluator"}
+            "unpaired": "genjax.evaluate.unpaired:UnpairedEvaluator",
+            "captions": "genjax.evaluate.captions:CaptionsEvaluator",
+            "retrieval": "genjax.evaluate.captions:RetrievalEvaluator"}
 _KINDS = {"generative": "generative", "classification": "classification",
           "autoencoder": "autoencoding", "conditional": "conditional"}  # a result's kind -> the measurement that made it
 

@@ -147,8 +147,8 @@ class CycleGANState:
     key: jnp.ndarray  # uint32 key data; per-step keys are fold_in(key, step).
     generators: Player  # params {'g_ab', 'g_ba'}: G: A -> B and F: B -> A.
     discriminators: Player  # params {'d_a', 'd_b'}: judges of domain A and of domain B.
-    pool: Any  # {'a', 'b'}: images [pool_size, S, S, C] of the fakes of each domain.
-    pool_count: Any  # {'a', 'b'}: int32, how many slots of each pool are filled.
+    pool: Any  # {'a', 'b'}: images [pool_size, S, S, C] of the fakes of each domain ({} without pools).
+    pool_count: Any  # {'a', 'b'}: int32, how many slots of each pool are filled ({} without).
     skipped: jnp.ndarray  # int32: iterations whose update was skipped (not finite).
     nonfinite_streak: jnp.ndarray  # int32: consecutive skipped iterations.
 
@@ -244,8 +244,10 @@ def init(seed: int, *, models, tx, channels: dict, image_size: int,
     return CycleGANState(
         step=jnp.zeros((), jnp.int32), key=jax.random.key_data(keys[4]),
         generators=init_player({"params": g}, tx), discriminators=init_player({"params": d}, tx),
-        pool={x: jnp.zeros((pool_size, *shape[x][1:]), jnp.float32) for x in DOMAINS},
-        pool_count={x: jnp.zeros((), jnp.int32) for x in DOMAINS},
+        # No pool (pool_size 0) is no entry: a checkpoint cannot hold zero-size arrays.
+        pool={x: jnp.zeros((pool_size, *shape[x][1:]), jnp.float32)
+              for x in DOMAINS if pool_size},
+        pool_count={x: jnp.zeros((), jnp.int32) for x in DOMAINS if pool_size},
         skipped=jnp.zeros((), jnp.int32), nonfinite_streak=jnp.zeros((), jnp.int32))
 
 
@@ -318,6 +320,9 @@ def train_step(state: CycleGANState, batch: dict, *, g_step, d_step) -> tuple[An
     real = {"a": batch["a"], "b": batch["b"]}
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     state, g_metrics, g_finite, fakes = g_step(state, real["a"], real["b"])
+    if not state.pool:  # pool_size 0: the discriminators see the current fakes
+        state, d_metrics, d_finite = d_step(state, real, fakes)
+        return finish_step(state, g_finite & d_finite, {**g_metrics, **d_metrics})
     seen, pool, count = {}, {}, {}
     for i, x in enumerate(DOMAINS):
         key = jax.random.fold_in(jax.random.fold_in(step_key, _POOL), i)
