@@ -19,7 +19,8 @@ import ml_collections
 
 from genjax.errors import ConfigError
 
-CONV_IMPLS = ("phase", "lax")  # genjax.nn's convolution implementations (model.conv_impl)
+# model.conv_impl: 'auto' (the default) or one of genjax.nn's convolution implementations.
+CONV_IMPLS = ("auto", "phase", "lax")
 DTYPES = ("float32", "bfloat16")  # compute dtypes of the models (model.dtype)
 IMAGE_SIZES = (8, 16, 32, 64, 128, 256, 512)
 
@@ -163,6 +164,47 @@ def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
             f"of {num_devices}, e.g. "
             f"{max(num_devices, c.batch_size // num_devices * num_devices)}.",
         )
+
+
+def auto_conv_impl(backend: str, image_size: int) -> str:
+    """The convolution implementation `model.conv_impl='auto'` stands for on a JAX backend
+    (`jax.default_backend()`: 'cpu', 'gpu', 'tpu'), the one measured faster there for the
+    whole DCGAN training step (README, "Speed"):
+
+    - cpu: 'phase', 1.8-5x faster than 'lax' at 16x16x1, 32x32x1 and 64x64x3 (2 cores);
+      XLA:CPU runs the lhs-dilated convolutions of 'lax' far below its arithmetic rate.
+    - gpu: 'lax' up to 32x32 images, 'phase' from 64x64 (one H200, batch 64: 'lax' was
+      1.4x faster at 32x32x1, 'phase' 1.3x faster at 64x64x3). Sizes in between these
+      two measurements (8, 16; 128) follow the nearer one: unmeasured.
+    - tpu, and any other backend: 'lax', XLA's own convolutions, which the 'phase' layers
+      only work around on the CPU. Not measured on a TPU.
+
+    Both implementations compute the same function with the same parameters, so the
+    choice changes speed and rounding only."""
+    if backend == "cpu":
+        return "phase"
+    if backend == "gpu":
+        return "lax" if image_size <= 32 else "phase"
+    return "lax"
+
+
+def conv_impl(config: ml_collections.ConfigDict, backend: str) -> str:
+    """The implementation a config's `model.conv_impl` names on `backend`: its explicit
+    value, or for 'auto' `auto_conv_impl(backend, config.image_size)`."""
+    impl = config.model.conv_impl
+    return auto_conv_impl(backend, config.image_size) if impl == "auto" else impl
+
+
+def resolve_auto(config: ml_collections.ConfigDict, backend: str) -> ml_collections.ConfigDict:
+    """`config` with `model.conv_impl='auto'` replaced by what it stands for on `backend`
+    (what a run uses and records in config.json): a copy when there is something to
+    resolve, else `config` itself. Explicit values, and configs without the field (a task
+    with no strided convolutions), are left as they are."""
+    if flatten(config).get("model.conv_impl") != "auto":
+        return config
+    out = ml_collections.ConfigDict(config.to_dict())
+    out.model.conv_impl = conv_impl(out, backend)
+    return out
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
