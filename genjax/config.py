@@ -19,9 +19,10 @@ import ml_collections
 
 from genjax.errors import ConfigError
 
-CONV_IMPLS = ("phase", "lax")  # genjax.nn's convolution implementations (model.conv_impl)
+# model.conv_impl: 'auto' (the default) or one of genjax.nn's convolution implementations.
+CONV_IMPLS = ("auto", "phase", "lax")
 DTYPES = ("float32", "bfloat16")  # compute dtypes of the models (model.dtype)
-IMAGE_SIZES = (8, 16, 32, 64, 128)
+IMAGE_SIZES = (8, 16, 32, 64, 128, 256, 512)
 
 # Fields whose change makes any task's checkpoint unusable; a task adds its own
 # (its module's SHAPE_FIELDS).
@@ -35,7 +36,7 @@ def base(task: str) -> ml_collections.ConfigDict:
     c.seed = 0  # Seeds parameters, the task's random draws and the data order.
     c.num_train_steps = 1000  # Parameter updates (iterations) in the whole run.
     c.batch_size = 64  # Global batch, split evenly over all local devices.
-    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128).
+    c.image_size = 16  # Images are resized to image_size x image_size (power of two, 8..128; pix2pix and cyclegan 8..256).
     c.log_every_steps = 100  # Console and TensorBoard scalars.
     add_checkpoint_fields(c)
     c.eval_every_steps = 0  # Evaluators (eval/*, <workdir>/eval/), keeping the best; 0 = off.
@@ -137,7 +138,7 @@ def check_adamw(config: ml_collections.ConfigDict) -> None:
 
 
 def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
-          num_devices: int | None = None) -> None:
+          num_devices: int | None = None, max_image_size: int = 128) -> None:
     """The generic checks: every key is one of `defaults` (the task's schema) with its
     type, and the shared fields have valid values; raises ConfigError naming the first
     bad field. Touches neither JAX nor the disk."""
@@ -145,9 +146,10 @@ def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
     c = config
     require_positive(c, ("num_train_steps", "batch_size", "log_every_steps",
                          "checkpoint_every_steps", "keep_checkpoints", "max_nonfinite_steps"))
-    require(c.image_size in IMAGE_SIZES,
-            f"Config field 'image_size' must be a power of two from 8 to 128 "
-            f"(8, 16, 32, 64, 128), got {c.image_size}.")
+    sizes = tuple(size for size in IMAGE_SIZES if size <= max_image_size)
+    require(c.image_size in sizes,
+            f"Config field 'image_size' must be a power of two from 8 to {max_image_size} "
+            f"for task {c.get('task', '?')!r} {sizes}, got {c.image_size}.")
     # Configs saved before a field existed lack it; the loop treats those as the default.
     given = flatten(c)
     for name in ("eval_every_steps", "sample_every_steps"):
@@ -162,6 +164,47 @@ def check(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict
             f"of {num_devices}, e.g. "
             f"{max(num_devices, c.batch_size // num_devices * num_devices)}.",
         )
+
+
+def auto_conv_impl(backend: str, image_size: int) -> str:
+    """The convolution implementation `model.conv_impl='auto'` stands for on a JAX backend
+    (`jax.default_backend()`: 'cpu', 'gpu', 'tpu'), the one measured faster there for the
+    whole DCGAN training step (README, "Speed"):
+
+    - cpu: 'phase', 1.8-5x faster than 'lax' at 16x16x1, 32x32x1 and 64x64x3 (2 cores);
+      XLA:CPU runs the lhs-dilated convolutions of 'lax' far below its arithmetic rate.
+    - gpu: 'lax' up to 32x32 images, 'phase' from 64x64 (one H200, batch 64: 'lax' was
+      1.4x faster at 32x32x1, 'phase' 1.3x faster at 64x64x3). Sizes in between these
+      two measurements (8, 16; 128) follow the nearer one: unmeasured.
+    - tpu, and any other backend: 'lax', XLA's own convolutions, which the 'phase' layers
+      only work around on the CPU. Not measured on a TPU.
+
+    Both implementations compute the same function with the same parameters, so the
+    choice changes speed and rounding only."""
+    if backend == "cpu":
+        return "phase"
+    if backend == "gpu":
+        return "lax" if image_size <= 32 else "phase"
+    return "lax"
+
+
+def conv_impl(config: ml_collections.ConfigDict, backend: str) -> str:
+    """The implementation a config's `model.conv_impl` names on `backend`: its explicit
+    value, or for 'auto' `auto_conv_impl(backend, config.image_size)`."""
+    impl = config.model.conv_impl
+    return auto_conv_impl(backend, config.image_size) if impl == "auto" else impl
+
+
+def resolve_auto(config: ml_collections.ConfigDict, backend: str) -> ml_collections.ConfigDict:
+    """`config` with `model.conv_impl='auto'` replaced by what it stands for on `backend`
+    (what a run uses and records in config.json): a copy when there is something to
+    resolve, else `config` itself. Explicit values, and configs without the field (a task
+    with no strided convolutions), are left as they are."""
+    if flatten(config).get("model.conv_impl") != "auto":
+        return config
+    out = ml_collections.ConfigDict(config.to_dict())
+    out.model.conv_impl = conv_impl(out, backend)
+    return out
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -119,6 +119,31 @@ def _check_workdir_config(workdir: Path, config) -> None:
             "new config in another --workdir; the existing checkpoints were left untouched.")
 
 
+def _resolve_auto(config, workdir: Path):
+    """`config` with model.conv_impl='auto' resolved for this backend
+    (`genjax.config.auto_conv_impl`): what the run uses and config.json records. The same
+    backend always resolves the same way, so a resumed run continues exactly; resumed on
+    another backend, it takes that backend's choice (the parameters and the function are
+    the same, only speed and rounding change) and says so."""
+    resolved = config_lib.resolve_auto(config, jax.default_backend())
+    if resolved is config:
+        return config
+    chosen = resolved.model.conv_impl
+    note = ""
+    path = workdir / "config.json"
+    try:
+        recorded = json.loads(path.read_text())["model"]["conv_impl"] if path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None  # _check_workdir_config has already read it; nothing to compare
+    if recorded not in (None, chosen):
+        note = (f"; this workdir's config.json recorded {recorded!r} (a run on another "
+                f"backend or with another setting): continuing with {chosen!r}, not bitwise "
+                f"as with {recorded!r} (pass --config.model.conv_impl={recorded} to keep it)")
+    _say(f"model.conv_impl='auto' is {chosen!r} on {jax.default_backend()} at "
+         f"{resolved.image_size}x{resolved.image_size}{note}.")
+    return resolved
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)
@@ -583,6 +608,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> object:
     meta = _primary_first(lambda: _dataset_meta(spec))  # it may prepare an embedded dataset
     num_devices = parallel.device_count()
     tasks.validate(config, parallel.global_device_count())
+    config = _resolve_auto(config, workdir)
     pipeline = _make_pipeline(spec, config, num_devices)
     enable_compilation_cache()
     # The task may load another run its config names (a VAE's eval.compare_workdir).

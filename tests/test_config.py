@@ -57,6 +57,21 @@ def test_bad_values_are_named_with_choices(field, value, pattern):
         tasks_lib.validate(c)
 
 
+@pytest.mark.parametrize("task,size,ok", [
+    ("gan", 128, True), ("gan", 256, False), ("cgan", 256, False), ("classifier", 256, False),
+    ("cyclegan", 256, True), ("pix2pix", 256, True), ("pix2pix", 512, False),
+])
+def test_image_size_limit_is_the_tasks(task, size, ok):
+    """The DCGAN body takes 8..128; pix2pix and CycleGAN (MAX_IMAGE_SIZE) the reference's 256."""
+    c = ml_collections.ConfigDict(tasks_lib.defaults(task).to_dict())
+    c.image_size = size
+    if ok:
+        tasks_lib.validate(c)
+    else:
+        with pytest.raises(ConfigError, match=f"power of two from 8 to (128|256) for task '{task}'"):
+            tasks_lib.validate(c)
+
+
 def test_batch_size_must_divide_by_devices():
     c = _unlocked()
     c.batch_size = 60

@@ -22,6 +22,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from genjax.errors import ConfigError
+
 from genjax.nn.conv import DownConv, UpConv
 
 # DCGAN's initialisation: N(0, 0.02) weights; BatchNorm scale N(1, 0.02).
@@ -35,7 +37,11 @@ def _scale_init(key, shape, dtype=jnp.float32):
 def num_doublings(image_size: int) -> int:
     k = int(math.log2(image_size)) - 2
     if 2 ** (k + 2) != image_size or not 1 <= k <= 5:
-        raise ValueError(f"image_size must be a power of two from 8 to 128, got {image_size}.")
+        raise ConfigError(
+            f"Config field 'image_size' is {image_size}, but the DCGAN body (the GAN, "
+            "conditional GAN, autoencoder, VAE, classifier and text-to-image networks) is "
+            "built for powers of two from 8 to 128; pass --config.image_size=128 or less "
+            "(the pix2pix and CycleGAN networks take 256 and 512).")
     return k
 
 

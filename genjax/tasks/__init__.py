@@ -102,7 +102,10 @@ def validate(config, num_devices: int | None = None) -> ModuleType:
     if "task" not in config:
         raise ConfigError("The config has no 'task' field; start from a file under configs/.")
     task = module(config.task)
-    config_lib.check(config, task.defaults(), num_devices)
+    # A task's networks take images up to its MAX_IMAGE_SIZE (the DCGAN body's 128 unless
+    # it says otherwise).
+    config_lib.check(config, task.defaults(), num_devices,
+                     max_image_size=getattr(task, "MAX_IMAGE_SIZE", 128))
     task.validate(config)
     return task
 

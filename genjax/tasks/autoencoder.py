@@ -62,7 +62,10 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.width = 32  # Channels of the encoder's first block (doubling inwards).
     c.model.batch_norm = True  # BatchNorm after each (de)convolution but the encoder's first.
     c.model.dropout = 0.0  # Dropout rate after each hidden block (training only).
-    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    # Strided (transposed) convolutions: 'phase' (stride-1 per-phase convolutions), 'lax'
+    # (plain XLA ops) or 'auto': the one measured faster on the backend the run starts on
+    # (genjax.config.auto_conv_impl); config.json records the choice.
+    c.model.conv_impl = "auto"
     c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
 
     c.loss = "mse"  # Reconstruction loss: 'mse' (tanh output) or 'bernoulli' (sigmoid output).
@@ -136,7 +139,8 @@ def build_model(config: ml_collections.ConfigDict, channels: int,
     return AutoEncoder(image_size=config.image_size, channels=channels,
                        latent_dim=m.latent_dim, width=m.width,
                        variational=variational, batch_norm=m.batch_norm,
-                       dropout=m.dropout, conv_impl=m.conv_impl, bn_axis_name=parallel.AXIS,
+                       dropout=m.dropout, bn_axis_name=parallel.AXIS,
+                       conv_impl=config_lib.conv_impl(config, jax.default_backend()),
                        dtype=jnp.dtype(m.dtype))
 
 

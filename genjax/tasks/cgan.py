@@ -101,7 +101,8 @@ _NOISE, _DROPOUT, _WRONG = 0, 1, 2
 def build_models(config: ml_collections.ConfigDict, channels: int, num_classes: int):
     dtype = jnp.dtype(config.model.dtype)
     common = dict(image_size=config.image_size, num_classes=num_classes,
-                  embed_dim=config.model.embed_dim, conv_impl=config.model.conv_impl,
+                  embed_dim=config.model.embed_dim,
+                  conv_impl=config_lib.conv_impl(config, jax.default_backend()),
                   bn_axis_name=parallel.AXIS, dtype=dtype)
     generator = ConditionalGenerator(channels=channels, width=config.model.g_width,
                                      conditional_bn=config.model.conditional_bn, **common)

@@ -64,6 +64,8 @@ SHAPE_FIELDS = ("model.generator", "model.ngf", "model.num_blocks", "model.unet_
                 "model.ndf", "model.d_layers", "pool_size")
 
 
+MAX_IMAGE_SIZE = 256  # the reference's 256x256 images (train.py's limit for this task)
+
 def defaults() -> ml_collections.ConfigDict:
     """Defaults of the CycleGAN task: the reference's game, sized for the embedded data."""
     c = config_lib.base("cyclegan")

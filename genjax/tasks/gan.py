@@ -53,7 +53,10 @@ def defaults() -> ml_collections.ConfigDict:
     # The discriminator's normalisation: 'batch' (DCGAN), 'spectral' (every layer
     # spectrally normalised, no BatchNorm: SNGAN) or 'none'.
     c.model.d_norm = "batch"
-    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA ops.
+    # Strided (transposed) convolutions: 'phase' (stride-1 per-phase convolutions), 'lax'
+    # (plain XLA ops) or 'auto': the one measured faster on the backend the run starts on
+    # (genjax.config.auto_conv_impl); config.json records the choice.
+    c.model.conv_impl = "auto"
     c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
 
     c.loss = "non_saturating"  # One of genjax.tasks.gan.GAN_LOSSES.
@@ -131,12 +134,13 @@ _NOISE, _DROPOUT, _AUGMENT = 0, 1, 2
 
 def build_models(config: ml_collections.ConfigDict, channels: int):
     dtype = jnp.dtype(config.model.dtype)
+    conv_impl = config_lib.conv_impl(config, jax.default_backend())
     generator = Generator(image_size=config.image_size, channels=channels,
-                          width=config.model.g_width, conv_impl=config.model.conv_impl,
+                          width=config.model.g_width, conv_impl=conv_impl,
                           bn_axis_name=parallel.AXIS, dtype=dtype)
     discriminator = Discriminator(image_size=config.image_size, width=config.model.d_width,
                                   dropout=config.model.d_dropout,
-                                  conv_impl=config.model.conv_impl,
+                                  conv_impl=conv_impl,
                                   bn_axis_name=parallel.AXIS, dtype=dtype,
                                   norm=config.model.d_norm)
     return generator, discriminator

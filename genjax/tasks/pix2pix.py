@@ -53,6 +53,8 @@ SHAPE_FIELDS = ("model.num_downs", "model.ngf", "model.ndf", "model.n_layers", "
                 "model.skips", "model.conditional_d", "dataset.direction")
 
 
+MAX_IMAGE_SIZE = 256  # the reference's 256x256 images (train.py's limit for this task)
+
 def defaults() -> ml_collections.ConfigDict:
     """Defaults of pix2pix: the reference's recipe (U-Net, 70x70 PatchGAN, λ = 100, Adam
     2e-4 β1 0.5, linear decay), sized for a 256x256 paired dataset."""
@@ -85,7 +87,10 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.dropout_blocks = -1
     c.model.sample_dropout = False  # Dropout also when translating (the paper: on).
     c.model.conditional_d = True  # D sees (input, image); False: the image alone.
-    c.model.conv_impl = "phase"  # 'phase': stride-1 per-phase convolutions; 'lax': plain XLA.
+    # Strided (transposed) convolutions: 'phase' (stride-1 per-phase convolutions), 'lax'
+    # (plain XLA ops) or 'auto': the one measured faster on the backend the run starts on
+    # (genjax.config.auto_conv_impl); config.json records the choice.
+    c.model.conv_impl = "auto"
     c.model.dtype = "float32"  # Compute dtype ('bfloat16' on GPU/TPU); params stay float32.
 
     c.loss = "non_saturating"  # GAN loss (genjax.losses); 'non_saturating' = the reference's BCE.
@@ -175,11 +180,12 @@ class Pix2PixState:
 def build_models(config, input_channels: int, target_channels: int):
     dtype = jnp.dtype(config.model.dtype)
     m = config.model
+    conv_impl = config_lib.conv_impl(config, jax.default_backend())
     generator = UNetGenerator(channels=target_channels, num_downs=m.num_downs, ngf=m.ngf,
                               norm=m.norm, skips=m.skips, dropout_blocks=m.dropout_blocks,
-                              conv_impl=m.conv_impl, axis_name=parallel.AXIS, dtype=dtype)
+                              conv_impl=conv_impl, axis_name=parallel.AXIS, dtype=dtype)
     discriminator = PatchDiscriminator(n_layers=m.n_layers, ndf=m.ndf, norm=m.norm,
-                                       conditional=m.conditional_d, conv_impl=m.conv_impl,
+                                       conditional=m.conditional_d, conv_impl=conv_impl,
                                        axis_name=parallel.AXIS, dtype=dtype)
     return generator, discriminator
 

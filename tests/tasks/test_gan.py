@@ -295,8 +295,8 @@ def test_nonfinite_batch_skips_update_and_counts():
 
 
 def test_lax_convolutions_give_the_same_step():
-    """conv_impl='lax' (plain XLA ops) through a whole step equals the default 'phase'."""
-    phase = tasks.make(tiny_config(), META)
+    """conv_impl='lax' (plain XLA ops) through a whole step equals 'phase'."""
+    phase = tasks.make(tiny_config(**{"model.conv_impl": "phase"}), META)
     lax = tasks.make(tiny_config(**{"model.conv_impl": "lax"}), META)
     s0 = phase.init(0)
     chex.assert_trees_all_equal(s0, lax.init(0))
