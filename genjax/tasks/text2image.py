@@ -125,7 +125,8 @@ _NOISE, _DROPOUT, _WRONG, _INT_NOISE = 0, 1, 2, 3
 
 def build_models(config: ml_collections.ConfigDict, channels: int):
     common = dict(image_size=config.image_size, compress_dim=config.model.compress_dim,
-                  conv_impl=config.model.conv_impl, bn_axis_name=parallel.AXIS,
+                  conv_impl=config_lib.conv_impl(config, jax.default_backend()),
+                  bn_axis_name=parallel.AXIS,
                   dtype=jnp.dtype(config.model.dtype))
     return (TextConditionalGenerator(channels=channels, width=config.model.g_width, **common),
             TextConditionalDiscriminator(width=config.model.d_width,
