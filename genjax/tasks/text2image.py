@@ -69,9 +69,9 @@ def defaults() -> ml_collections.ConfigDict:
     """Defaults of GAN-INT-CLS: the GAN's fields plus the text conditioning."""
     c = gan.defaults()
     c.task = "text2image"  # Which module of genjax/tasks/ trains this config.
-    c.image_size = 32
+    c.image_size = 32  # The captioned digits are 32x32 in colour.
     text_encoder.captioned_dataset_fields(c)
-    c.num_train_steps = 2000
+    c.num_train_steps = 2000  # Iterations (one D update and one G update each).
     c.num_sample_images = 8  # Columns of the caption-by-noise grid (one row per caption).
     c.num_sample_captions = 8  # Fixed held-out captions drawn during training (one row each).
     # The text_encoder run whose φ is loaded, frozen (train it first with the command in
