@@ -50,14 +50,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from windows import timed_windows  # noqa: E402  (bench/windows.py)
+from torch_common import count_params, init_weights, report, time_trainer  # noqa: E402,F401
 
 
 def unet_widths(depth: int, ngf: int) -> list[int]:
@@ -146,23 +145,6 @@ class PatchDiscriminator(nn.Module):
         return self.model(x)
 
 
-def init_weights(net: nn.Module, gain: float = 0.02) -> None:
-    """The reference's 'normal' initialisation."""
-    for m in net.modules():
-        name = type(m).__name__
-        if hasattr(m, "weight") and ("Conv" in name or "Linear" in name):
-            nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif "BatchNorm2d" in name:
-            nn.init.normal_(m.weight, 1.0, gain)
-            nn.init.zeros_(m.bias)
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 class Pix2PixTrainer:
     """The reference's training iteration (`optimize_parameters`) on a fixed batch."""
 
@@ -225,21 +207,8 @@ def benchmark(image_size: int = 256, in_channels: int = 3, out_channels: int = 3
     trainer = Pix2PixTrainer(in_channels, out_channels, depth, ngf, ndf, n_layers, norm,
                              dropout_blocks, device=device)
     a, b = make_batch(batch, image_size, in_channels, out_channels, device)
-    t0 = time.perf_counter()
-    float(sum(trainer.train_step(a, b)))
-    first = time.perf_counter() - t0
-    for _ in range(max(warmup - 1, 0)):
-        trainer.train_step(a, b)
-
-    def run_steps(n: int) -> None:
-        for _ in range(n):
-            d_loss, g_loss = trainer.train_step(a, b)
-        float(d_loss + g_loss)  # waits for the window's work (GPU too)
-
-    result = timed_windows(run_steps, max(1, steps // windows), windows)
-    return {**result, "first_step_s": first, "threads": torch.get_num_threads(),
-            "g_params": count_params(trainer.G), "d_params": count_params(trainer.D),
-            "torch_version": torch.__version__}
+    r = time_trainer(trainer, a, b, steps, warmup, windows)
+    return {**r, "g_params": count_params(trainer.G), "d_params": count_params(trainer.D)}
 
 
 def main() -> None:
@@ -259,11 +228,7 @@ def main() -> None:
     a = p.parse_args()
     r = benchmark(a.image_size, a.in_channels, a.out_channels, a.depth, a.ngf, a.ndf,
                   a.n_layers, a.batch, a.norm, steps=a.steps, warmup=a.warmup, device=a.device)
-    print(f"torch {r['torch_version']}, {r['threads']} threads; G {r['g_params']:,} params, "
-          f"D {r['d_params']:,}: {r['steps_per_sec']:.3f} steps/s; windows "
-          + ", ".join(f"{x:.3f}" for x in r["window_rates"])
-          + f"; {r['windows_discarded']} busy windows repeated"
-          + (" (machine never quiet: figure unreliable)" if r["noisy"] else ""))
+    print(report(r))
 
 
 if __name__ == "__main__":
