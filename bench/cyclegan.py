@@ -58,7 +58,6 @@ import pathlib
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import paired  # noqa: E402  (bench/paired.py, stdlib only)
 from paired import (Bench, final_losses, genjax_steps, param_count,  # noqa: E402
@@ -100,18 +99,10 @@ PARAM_KEYS = ("g_params", "g_ba_params", "d_params", "d_a_params")
 
 def genjax_config(name: str):
     """The genjax config of a shape (module docstring), checked as far as it can be."""
-    import importlib.util
-
     from genjax.tasks import cyclegan
 
     if name == "default":
-        path = ROOT / "configs" / "cyclegan.py"
-        spec = importlib.util.spec_from_file_location("_cyclegan_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        config = module.get_config()
-        from genjax import tasks
-        tasks.validate(config, num_devices=1)
+        config = paired.repo_config("cyclegan")
     elif name == "resnet256":
         config = cyclegan.defaults()
         config.image_size = 256

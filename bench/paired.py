@@ -73,6 +73,21 @@ class Bench:
 
 # --- The workers --------------------------------------------------------------------------
 
+def repo_config(name: str):
+    """configs/<name>.py's config as it is, through genjax's generic check on one device."""
+    import importlib.util
+
+    from genjax import tasks
+
+    spec = importlib.util.spec_from_file_location(f"_{name}_config",
+                                                  ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    tasks.validate(config, num_devices=1)
+    return config
+
+
 def param_count(tree) -> int:
     """Parameters in a JAX pytree."""
     import jax

@@ -48,7 +48,6 @@ import pathlib
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import paired  # noqa: E402  (bench/paired.py, stdlib only)
 from paired import (Bench, final_losses, genjax_steps, param_count,  # noqa: E402
@@ -86,18 +85,10 @@ SHAPES = ("unet256", "default")
 
 def genjax_config(name: str):
     """The genjax config of a shape (module docstring), checked as far as it can be."""
-    import importlib.util
-
     from genjax.tasks import pix2pix
 
     if name == "default":
-        path = ROOT / "configs" / "pix2pix.py"
-        spec = importlib.util.spec_from_file_location("_pix2pix_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        config = module.get_config()
-        from genjax import tasks
-        tasks.validate(config, num_devices=1)
+        config = paired.repo_config("pix2pix")
     elif name == "unet256":
         config = pix2pix.defaults()
         config.image_size = 256
