@@ -6,12 +6,8 @@ the bench runs end to end at a tiny shape. No timing here.
 The parts that need PyTorch run it in an interpreter that has it ($GENJAX_TORCH_PYTHON,
 /tmp/torchenv/bin/python or this one) and are skipped where none has."""
 
-import importlib.util
 import json
-import os
-import pathlib
 import subprocess
-import sys
 import types
 
 import jax
@@ -19,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchutil import ROOT, count, load_bench, run_bench, torch_python
 from genjax import tasks
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # What the reference prints for CycleGAN's defaults ("[Network G_A] Total number of
 # parameters : 11.378 M", D_A 2.765 M): sum(p.numel()) of define_G(3, 3, 64,
@@ -30,22 +26,10 @@ REFERENCE_RESNET_9 = 11_378_179
 REFERENCE_PATCHGAN_70 = 2_764_737
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_cyclegan", ROOT / "bench" / "cyclegan.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _count(tree) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
 def _counts(name: str):
     """(G, F, D_b, D_a) parameter counts of the genjax task at a bench shape, from shapes
     alone (nothing is computed)."""
-    bench = _bench()
+    bench = load_bench("cyclegan")
     config = bench.genjax_config(name)
     c = bench.shape_channels(name)
     s = config.image_size
@@ -53,7 +37,7 @@ def _counts(name: str):
                                  image_shape=(s, s, c))
     state = jax.eval_shape(lambda: tasks.make(config, meta).init(0))
     g, d = state.generators.params, state.discriminators.params
-    return _count(g["g_ab"]), _count(g["g_ba"]), _count(d["d_b"]), _count(d["d_a"])
+    return count(g["g_ab"]), count(g["g_ba"]), count(d["d_b"]), count(d["d_a"])
 
 
 def _hand_generator(c, ngf, blocks, bias_before_norm):
@@ -78,7 +62,7 @@ def test_hand_counts_are_the_references():
 
 
 def test_resnet256_is_the_reference_cyclegan_without_the_redundant_biases():
-    bench = _bench()
+    bench = load_bench("cyclegan")
     config = bench.genjax_config("resnet256")
     assert bench.config_shape("resnet256", config, 3) == bench.Shape(
         "resnet256", image_size=256, channels=3, ngf=64, num_blocks=9, ndf=64, d_layers=3,
@@ -91,7 +75,7 @@ def test_resnet256_is_the_reference_cyclegan_without_the_redundant_biases():
 
 
 def test_default_shape_is_configs_cyclegan():
-    bench = _bench()
+    bench = load_bench("cyclegan")
     config = bench.genjax_config("default")
     assert bench.config_shape("default", config, 1) == bench.Shape(
         "default", image_size=16, channels=1, ngf=16, num_blocks=6, ndf=16, d_layers=2,
@@ -105,7 +89,7 @@ def test_default_shape_is_configs_cyclegan():
                                          ("cycle", "forward"), ("cycle_weight", 0.0),
                                          ("model.dtype", "bfloat16")])
 def test_configs_the_torch_side_does_not_mirror_are_refused(field, value):
-    bench = _bench()
+    bench = load_bench("cyclegan")
     config = bench.genjax_config("resnet256")
     bench.refuse_unmirrored(config)  # the shape itself is mirrored
     section, _, leaf = field.rpartition(".")
@@ -115,16 +99,6 @@ def test_configs_the_torch_side_does_not_mirror_are_refused(field, value):
 
 
 # --- The torch side -------------------------------------------------------------------
-
-def _torch_python():
-    candidates = [os.environ.get("GENJAX_TORCH_PYTHON", ""), "/tmp/torchenv/bin/python",
-                  sys.executable]
-    for python in candidates:
-        if python and os.path.exists(python) and subprocess.run(
-                [python, "-c", "import torch, numpy"], capture_output=True).returncode == 0:
-            return python
-    pytest.skip("no interpreter with torch and numpy (set GENJAX_TORCH_PYTHON)")
-
 
 _TORCH_SCRIPT = r"""
 import json, sys
@@ -166,7 +140,7 @@ print(json.dumps(counts))
 
 
 def test_torch_side_builds_the_same_networks_as_genjax(tmp_path):
-    python = _torch_python()
+    python = torch_python()
     from genjax.models.cyclegan import PatchDiscriminator, ResnetGenerator
 
     # Same weights in both (random, large enough that every layer matters), same input.
@@ -221,17 +195,9 @@ def test_torch_side_builds_the_same_networks_as_genjax(tmp_path):
 
 @pytest.mark.slow
 def test_the_bench_runs_at_a_tiny_shape(tmp_path):
-    python = _torch_python()
+    python = torch_python()
     out = tmp_path / "bench.json"
-    # One CPU device, as the bench is meant to run (the tests' conftest asks XLA for 8).
-    flags = os.environ.get("XLA_FLAGS", "").replace(
-        "--xla_force_host_platform_device_count=8", "")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS=flags)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "cyclegan.py"), f"--torch_python={python}",
-         "--shapes=tiny", "--threads=1", "--repeats=2", "--max_pairs=2", "--warmup=1",
-         "--window_seconds=0.2", "--quiet_wait=0", f"--json={out}"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    done = run_bench("cyclegan", "tiny", python, out)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     r = json.loads(out.read_text())["results"]["tiny"]
     assert r["summary"]["same_param_counts"] is True
