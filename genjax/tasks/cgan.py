@@ -241,13 +241,21 @@ def train_step(state: GANState, batch: dict, *, d_steps: int, d_step, g_step
                ) -> tuple[GANState, dict]:
     """One iteration on this device's share of the global batch (`d_step`, `g_step`:
     the step functions above with the models, optimisers and settings bound)."""
-    real, labels = batch["image"], batch["label"]
+    return conditioned_train_step(state, batch["image"], batch["label"], d_steps=d_steps,
+                                  d_step=d_step, g_step=g_step)
+
+
+def conditioned_train_step(state, real, condition, *, d_steps: int, d_step, g_step):
+    """The alternation of a conditional game: `d_steps` updates `d_step(state, real,
+    condition, key)`, then `g_step(state, condition, key)`, keys folded from the state's
+    key and step (the condition: class labels here, caption tokens in text2image)."""
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     all_finite = jnp.array(True)
     for i in range(d_steps):
-        state, d_metrics, finite = d_step(state, real, labels, jax.random.fold_in(step_key, i))
+        state, d_metrics, finite = d_step(state, real, condition,
+                                          jax.random.fold_in(step_key, i))
         all_finite &= finite
-    state, g_metrics, finite = g_step(state, labels, jax.random.fold_in(step_key, d_steps))
+    state, g_metrics, finite = g_step(state, condition, jax.random.fold_in(step_key, d_steps))
     return finish_step(state, all_finite & finite, {**d_metrics, **g_metrics})
 
 

@@ -54,9 +54,9 @@ from genjax import config as config_lib
 from genjax import losses, parallel
 from genjax.errors import CheckpointError, ConfigError
 from genjax.models.text import TextConditionalDiscriminator, TextConditionalGenerator
-from genjax.state import Player, finish_step, init_player, update_player
+from genjax.state import Player, init_player, update_player
 from genjax.tasks import Evaluation, Task
-from genjax.tasks import gan, text_encoder
+from genjax.tasks import cgan, gan, text_encoder
 from genjax.tasks.gan import ema_update, generator_variables
 
 SHAPE_FIELDS = (*gan.SHAPE_FIELDS, "model.compress_dim", "text_encoder_workdir",
@@ -266,14 +266,8 @@ def generator_step(state: TextGANState, tokens, key, *, generator, discriminator
 
 
 def train_step(state: TextGANState, batch: dict, *, d_steps: int, d_step, g_step):
-    real, tokens = batch["image"], batch["tokens"]
-    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    all_finite = jnp.array(True)
-    for i in range(d_steps):
-        state, d_metrics, finite = d_step(state, real, tokens, jax.random.fold_in(step_key, i))
-        all_finite &= finite
-    state, g_metrics, finite = g_step(state, tokens, jax.random.fold_in(step_key, d_steps))
-    return finish_step(state, all_finite & finite, {**d_metrics, **g_metrics})
+    return cgan.conditioned_train_step(state, batch["image"], batch["tokens"],
+                                       d_steps=d_steps, d_step=d_step, g_step=g_step)
 
 
 # --------------------------------------------------------------------- using a run
